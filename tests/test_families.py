@@ -1,0 +1,75 @@
+"""Family knowledge checked against what the model actually computes."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import workbench
+from workbench import families
+from workbench.errors import LayerOutOfRangeError
+from workbench.predict import encode
+
+from conftest import FAMILIES
+
+
+@pytest.fixture(scope="module")
+def models(tiny_model_dirs):
+    return {family: workbench.load_model(path) for family, path in tiny_model_dirs.items()}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_mlp_out_projection_computes_the_mlp_output(models, family):
+    """The projection's [d_out, d_in] matrix applied to the key hook gives the module's output."""
+    model = models[family]
+    projection = families.mlp_out_projection(model, 1)
+    captured = {}
+    handle = projection.module.register_forward_hook(lambda m, i, o: captured.update(out=o))
+    try:
+        _, cache = model.run_with_cache(encode(model, "Rome is the capital of Italy"))
+    finally:
+        handle.remove()
+    keys = cache[families.Hooks.mlp_key(1)]
+    bias = projection.module.bias if projection.module.bias is not None else 0
+    expected = keys @ projection.matrix().T + bias
+    assert torch.allclose(captured["out"], expected, atol=1e-5)
+    assert projection.d_in == keys.shape[-1] == model.cfg.d_mlp
+    assert projection.d_out == model.cfg.d_model
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_matrix_view_writes_through_to_the_forward_pass(models, family):
+    model = models[family]
+    ids = encode(model, "Madrid is in")
+    projection = families.mlp_out_projection(model, 0)
+    with torch.no_grad():
+        before = model(ids, return_type="logits")
+        saved = projection.weight.detach().clone()
+        projection.matrix()[0].add_(torch.randn(projection.d_in))
+        after = model(ids, return_type="logits")
+        projection.weight.copy_(saved)
+        restored = model(ids, return_type="logits")
+    assert not torch.allclose(before, after)
+    assert torch.equal(before, restored)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_embedding_and_unembedding_shapes(models, family):
+    model = models[family]
+    vocab = len(model.tokenizer)
+    assert families.embedding(model).weight.shape == (vocab, model.cfg.d_model)
+    assert families.unembedding(model).weight.shape == (vocab, model.cfg.d_model)
+    assert families.n_layers(model) == 2
+    assert len(families.mlp_in_projections(model, 0)) == (2 if family == "llama" else 1)
+
+
+def test_gpt2_is_conv1d_and_llama_is_linear(models):
+    gpt2 = families.mlp_out_projection(models["gpt2"], 0)
+    llama = families.mlp_out_projection(models["llama"], 0)
+    assert gpt2.layout == "conv1d" and gpt2.weight.shape == (gpt2.d_in, gpt2.d_out)
+    assert llama.layout == "linear" and llama.weight.shape == (llama.d_out, llama.d_in)
+
+
+@pytest.mark.parametrize("layer", [-1, 2, 99, 1.0])
+def test_layer_out_of_range(models, layer):
+    with pytest.raises(LayerOutOfRangeError, match="0..1"):
+        families.mlp_out_projection(models["gpt2"], layer)

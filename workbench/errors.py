@@ -1,0 +1,23 @@
+"""Every exception the workbench raises on purpose.
+
+Each class says what went wrong in the user's terms; its message says what to do.
+All derive from :class:`WorkbenchError`, so ``except WorkbenchError`` catches them, and each
+also derives from the built-in exception a caller would expect (``ValueError``, ``LookupError``).
+"""
+from __future__ import annotations
+
+
+class WorkbenchError(Exception):
+    """Base class of the workbench's own errors."""
+
+
+class ModelNotFoundError(WorkbenchError, FileNotFoundError):
+    """No model could be found under the given name or path."""
+
+
+class UnsupportedModelError(WorkbenchError, ValueError):
+    """The model's family is not one the workbench knows how to hook and edit."""
+
+
+class LayerOutOfRangeError(WorkbenchError, IndexError):
+    """A layer index outside ``0 .. n_layers - 1``."""

@@ -1,0 +1,240 @@
+"""The one place that knows model families.
+
+Locate and edit methods need, for any supported causal LM, the Hugging Face module that is the
+MLP output projection of a layer (the matrix ROME, MEMIT and knowledge-neuron editing write to),
+its weight layout, the MLP input projection(s), the embedding, the unembedding, and the
+TransformerLens hook names of the activations they read. This module answers those questions
+from the model's ``config.model_type`` and nothing else; no other module branches on families.
+
+Layouts: GPT-2 stores its projections as ``Conv1D`` with weight ``[d_in, d_out]``; every other
+family here uses ``nn.Linear`` with weight ``[d_out, d_in]``. :meth:`Projection.matrix` hides
+the difference by returning a ``[d_out, d_in]`` *view* of the live weight, so an in-place update
+of the view is an update of the model.
+
+Limits: only the families listed in :data:`FAMILIES` are supported; mixture-of-experts MLPs and
+models whose MLP output projection is fused with other weights are not.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from jaxtyping import Float
+from torch import nn
+
+from workbench.errors import LayerOutOfRangeError, UnsupportedModelError
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+
+Layout = Literal["conv1d", "linear"]
+
+
+@dataclass(frozen=True)
+class Family:
+    """Where a model family keeps the parts the workbench reads and writes.
+
+    Paths are dotted attribute paths in the Hugging Face model; ``{}`` is the layer index.
+    """
+
+    name: str
+    model_types: tuple[str, ...]
+    layer: str
+    mlp_in: tuple[str, ...]
+    mlp_out: str
+    embedding: str
+    unembedding: str
+    final_norm: str
+    layout: Layout
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family(
+        name="gpt2",
+        model_types=("gpt2",),
+        layer="transformer.h.{}",
+        mlp_in=("transformer.h.{}.mlp.c_fc",),
+        mlp_out="transformer.h.{}.mlp.c_proj",
+        embedding="transformer.wte",
+        unembedding="lm_head",
+        final_norm="transformer.ln_f",
+        layout="conv1d",
+    ),
+    Family(
+        name="gpt-neox",
+        model_types=("gpt_neox",),
+        layer="gpt_neox.layers.{}",
+        mlp_in=("gpt_neox.layers.{}.mlp.dense_h_to_4h",),
+        mlp_out="gpt_neox.layers.{}.mlp.dense_4h_to_h",
+        embedding="gpt_neox.embed_in",
+        unembedding="lm_head",
+        final_norm="gpt_neox.final_layer_norm",
+        layout="linear",
+    ),
+    Family(
+        name="gpt-j",
+        model_types=("gptj",),
+        layer="transformer.h.{}",
+        mlp_in=("transformer.h.{}.mlp.fc_in",),
+        mlp_out="transformer.h.{}.mlp.fc_out",
+        embedding="transformer.wte",
+        unembedding="lm_head",
+        final_norm="transformer.ln_f",
+        layout="linear",
+    ),
+    Family(
+        name="llama",
+        model_types=("llama", "mistral", "qwen2"),
+        layer="model.layers.{}",
+        mlp_in=("model.layers.{}.mlp.gate_proj", "model.layers.{}.mlp.up_proj"),
+        mlp_out="model.layers.{}.mlp.down_proj",
+        embedding="model.embed_tokens",
+        unembedding="lm_head",
+        final_norm="model.norm",
+        layout="linear",
+    ),
+)
+
+
+def family_for_model_type(model_type: str) -> Family:
+    """The :class:`Family` of a Hugging Face ``config.model_type``; raises if unsupported."""
+    for family in FAMILIES:
+        if model_type in family.model_types:
+            return family
+    known = sorted(t for f in FAMILIES for t in f.model_types)
+    raise UnsupportedModelError(
+        f"model_type {model_type!r} is not a supported family; supported: {', '.join(known)}. "
+        "To add one, give workbench.families.FAMILIES an entry naming its MLP projections."
+    )
+
+
+def family_of(model: TransformerBridge) -> Family:
+    """The :class:`Family` of a loaded model."""
+    return family_for_model_type(model.original_model.config.model_type)
+
+
+def n_layers(model: TransformerBridge) -> int:
+    """Number of transformer blocks."""
+    return model.cfg.n_layers
+
+
+def check_layer(model: TransformerBridge, layer: int) -> int:
+    """Return ``layer`` if it indexes a block of ``model``, else raise :class:`LayerOutOfRangeError`."""
+    count = n_layers(model)
+    if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < count:
+        raise LayerOutOfRangeError(f"layer {layer!r} is out of range: this model has layers 0..{count - 1}")
+    return layer
+
+
+def hf_module(model: TransformerBridge, path: str) -> nn.Module:
+    """The Hugging Face module at dotted ``path``, looking through the bridge's wrappers.
+
+    Booting a ``TransformerBridge`` replaces submodules of the wrapped model with bridge
+    components that keep the original under ``_original_component``; the original module's
+    parameters are the ones the forward pass uses, so this is where edits must write.
+    """
+    module: nn.Module = model.original_model
+    for part in path.split("."):
+        module = getattr(_unwrap(module), part)
+    return _unwrap(module)
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    while "_original_component" in module._modules:
+        module = module._modules["_original_component"]
+    return module
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A linear map of the model, as stored: the module, its HF parameter name and its layout."""
+
+    module: nn.Module
+    name: str
+    layout: Layout
+
+    @property
+    def weight(self) -> nn.Parameter:
+        """The live parameter, in its stored layout."""
+        return self.module.weight
+
+    def matrix(self) -> Float[torch.Tensor, "d_out d_in"]:
+        """A ``[d_out, d_in]`` view of the live weight (``y = W x``); writes go to the model."""
+        return self.weight.T if self.layout == "conv1d" else self.weight
+
+    @property
+    def d_in(self) -> int:
+        return self.matrix().shape[1]
+
+    @property
+    def d_out(self) -> int:
+        return self.matrix().shape[0]
+
+
+def mlp_out_projection(model: TransformerBridge, layer: int) -> Projection:
+    """The MLP output projection of ``layer`` (GPT-2 ``c_proj``, Llama ``down_proj``, ...).
+
+    Its input is the MLP "key" activation (ROME's k, Geva et al.'s memory coefficients) and
+    its rows of ``matrix().T`` are the FFN value vectors.
+    """
+    family = family_of(model)
+    path = family.mlp_out.format(check_layer(model, layer))
+    return Projection(hf_module(model, path), f"{path}.weight", family.layout)
+
+
+def mlp_in_projections(model: TransformerBridge, layer: int) -> tuple[Projection, ...]:
+    """The MLP input projection(s) of ``layer``: one for GPT-2/NeoX/GPT-J, gate and up for Llama."""
+    family = family_of(model)
+    paths = [p.format(check_layer(model, layer)) for p in family.mlp_in]
+    return tuple(Projection(hf_module(model, p), f"{p}.weight", family.layout) for p in paths)
+
+
+def embedding(model: TransformerBridge) -> nn.Embedding:
+    """The token embedding module (``[d_vocab, d_model]`` weight)."""
+    return hf_module(model, family_of(model).embedding)
+
+
+def unembedding(model: TransformerBridge) -> nn.Linear:
+    """The unembedding (``lm_head``) module, ``[d_vocab, d_model]`` weight; may be tied to the embedding."""
+    return hf_module(model, family_of(model).unembedding)
+
+
+def final_norm(model: TransformerBridge) -> nn.Module:
+    """The normalisation applied to the residual stream before the unembedding."""
+    return hf_module(model, family_of(model).final_norm)
+
+
+class Hooks:
+    """TransformerLens hook names, uniform across families thanks to the bridge.
+
+    Shapes are ``[batch, pos, d]`` with ``d`` the width named in each docstring.
+    """
+
+    embed = "hook_embed"
+    """Token embeddings, ``d_model`` (before positional embeddings where those are added)."""
+
+    @staticmethod
+    def resid_pre(layer: int) -> str:
+        """Residual stream entering block ``layer``, ``d_model``."""
+        return f"blocks.{layer}.hook_resid_pre"
+
+    @staticmethod
+    def resid_post(layer: int) -> str:
+        """Residual stream leaving block ``layer`` (ROME's hidden state h_i^(l)), ``d_model``."""
+        return f"blocks.{layer}.hook_resid_post"
+
+    @staticmethod
+    def mlp_out(layer: int) -> str:
+        """MLP output added to the residual stream, ``d_model``."""
+        return f"blocks.{layer}.hook_mlp_out"
+
+    @staticmethod
+    def attn_out(layer: int) -> str:
+        """Attention output added to the residual stream, ``d_model``."""
+        return f"blocks.{layer}.hook_attn_out"
+
+    @staticmethod
+    def mlp_key(layer: int) -> str:
+        """Input of the MLP output projection (the FFN neurons' activations), ``d_mlp``."""
+        return f"blocks.{layer}.mlp.out.hook_in"

@@ -1,0 +1,141 @@
+"""Load any supported Hugging Face causal LM as a hooked model, and save it back.
+
+:func:`load_model` wraps an *unmodified* Hugging Face model in a TransformerLens 4.x
+``TransformerBridge``: no weight folding or centring, so the hooked model's logits are the HF
+model's and edits write to the HF weights. :func:`save_model` writes those weights as a plain
+Hugging Face directory that ``AutoModelForCausalLM.from_pretrained`` loads anywhere.
+
+Prompts are tokenized with a BOS token prepended (TransformerLens' convention); the bundled
+fact model was trained that way.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from transformer_lens.model_bridge import TransformerBridge
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
+
+from workbench.errors import ModelNotFoundError
+from workbench.families import family_for_model_type
+
+BUNDLED_MODELS: dict[str, Path] = {"factgpt": Path(__file__).parent / "zoo" / "factgpt"}
+"""Short names of the models shipped inside the package, and their directories."""
+
+
+def load_model(
+    name_or_path: str | os.PathLike = "factgpt",
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> TransformerBridge:
+    """Load a causal LM as a ``TransformerBridge`` (with ``.tokenizer``), in eval mode.
+
+    Args:
+        name_or_path: a bundled model's short name (``"factgpt"``), a local directory in Hugging
+            Face format (config, safetensors weights, tokenizer), or a hub name such as
+            ``"gpt2-xl"`` or ``"meta-llama/Llama-3.2-1B"``. Local directories and bundled models
+            are read with no network access; a hub name is read from the local Hugging Face
+            cache first and downloaded only if missing there and a connection exists.
+        device: where to put the weights.
+        dtype: parameter dtype (float32 by default; editors compute their updates in float64
+            whatever this is).
+
+    Raises:
+        ModelNotFoundError: nothing was found under ``name_or_path``; the message lists where
+            the loader looked.
+        UnsupportedModelError: the model's family is not in :data:`workbench.families.FAMILIES`
+            (raised before any weights are read).
+    """
+    source, local_only = _resolve_source(name_or_path)
+    config = _load_config(source, local_only, name_or_path)
+    family_for_model_type(config.model_type)
+    hf_model = AutoModelForCausalLM.from_pretrained(
+        source, config=config, dtype=dtype, attn_implementation="eager", local_files_only=local_only
+    )
+    # add_bos_token=True up front: the bridge would otherwise reload the tokenizer by name to set it.
+    tokenizer = AutoTokenizer.from_pretrained(source, add_bos_token=True, local_files_only=local_only)
+    bridge = TransformerBridge.boot_transformers(
+        str(source), hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
+    )
+    return bridge.eval()
+
+
+def save_model(model: TransformerBridge, path: str | os.PathLike) -> Path:
+    """Write ``model`` (edited or not) as a Hugging Face directory: config, safetensors, tokenizer.
+
+    The weights written are the Hugging Face parameters the forward pass uses, under their
+    Hugging Face names; the bridge's own derived copies (e.g. split attention q/k/v) are left
+    out, so edits to MLP projections, embeddings and norms are saved exactly.
+    """
+    path = Path(path)
+    hf_model = model.original_model
+    hf_model.save_pretrained(path, state_dict=hf_state_dict(model))
+    model.tokenizer.save_pretrained(path)
+    return path
+
+
+def hf_state_dict(model: TransformerBridge) -> dict[str, torch.Tensor]:
+    """The wrapped model's parameters and buffers under their Hugging Face names.
+
+    Booting the bridge nests every wrapped module under ``_original_component`` and adds
+    parameters of its own; this strips the nesting and keeps exactly the keys an unwrapped
+    model of the same class has.
+    """
+    hf_model = model.original_model
+    with torch.device("meta"):
+        expected = set(type(hf_model)._from_config(hf_model.config).state_dict())
+    state = {
+        key.replace("._original_component", ""): value
+        for key, value in hf_model.state_dict().items()
+    }
+    return {key: value for key, value in state.items() if key in expected}
+
+
+def _resolve_source(name_or_path: str | os.PathLike) -> tuple[str, bool]:
+    """Where to read the model from, and whether that must be done without network."""
+    if isinstance(name_or_path, str) and name_or_path in BUNDLED_MODELS:
+        directory = BUNDLED_MODELS[name_or_path]
+        if not (directory / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"the bundled model {name_or_path!r} is not installed at {directory}; "
+                "train it with `workbench zoo train` or reinstall the package"
+            )
+        return str(directory), True
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return str(path.resolve()), True
+    if isinstance(name_or_path, os.PathLike) or _looks_like_path(str(name_or_path)):
+        raise ModelNotFoundError(
+            f"no model directory at {path.resolve()} (expected a Hugging Face directory with "
+            "config.json, weights and tokenizer files)"
+        )
+    return str(name_or_path), False
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+
+
+def _load_config(source: str, local_only: bool, requested: str | os.PathLike) -> PretrainedConfig:
+    """The model's config, trying the HF cache before the hub; one clear error if both fail."""
+    try:
+        return AutoConfig.from_pretrained(source, local_files_only=True)
+    except (OSError, ValueError) as cached_error:
+        if local_only or os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise _not_found(requested, source, cached_error) from None
+    try:
+        return AutoConfig.from_pretrained(source)
+    except Exception as hub_error:  # the hub client raises many types; all mean "not found"
+        raise _not_found(requested, source, hub_error) from None
+
+
+def _not_found(requested: str | os.PathLike, source: str, cause: Exception) -> ModelNotFoundError:
+    first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    return ModelNotFoundError(
+        f"could not load model {str(requested)!r}. Looked for: a bundled model "
+        f"({', '.join(BUNDLED_MODELS)}); a local directory {Path(source).expanduser().resolve()}; "
+        f"the Hugging Face cache and hub under the name {source!r} ({first_line}). "
+        "Pass a bundled name, an existing directory, or a hub name you have cached or can download."
+    )

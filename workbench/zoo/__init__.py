@@ -1,0 +1,1 @@
+"""The bundled fact model: its knowledge base of true facts, tokenizer and weights."""
