@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from workbench import __version__
 from workbench.errors import WorkbenchError
+from workbench.zoo.train import TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +21,18 @@ def build_parser() -> argparse.ArgumentParser:
     story = commands.add_parser("story", help="run the end-to-end story on the bundled fact model")
     story.add_argument("--model", default="factgpt", help="model name or directory (default: factgpt)")
     story.set_defaults(handler=_run_story)
+
+    zoo = commands.add_parser("zoo", help="the bundled fact model: retrain it, or train one on your own facts")
+    zoo_commands = zoo.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
+    train = zoo_commands.add_parser("train", help="train a fact model (deterministic for a seed)")
+    train.add_argument("--facts", help="JSONL facts file (subject, relation_id, object, optional templates); "
+                       "default: the bundled knowledge base")
+    train.add_argument("--out", help="output directory (default: the bundled model's directory)")
+    defaults = TrainConfig()
+    for name in ("n_layer", "n_embd", "n_head", "epochs", "batch_size", "learning_rate", "vocab_size", "seed", "threads"):
+        value = getattr(defaults, name)
+        train.add_argument(f"--{name.replace('_', '-')}", type=type(value) if value is not None else int, default=value)
+    train.set_defaults(handler=_run_zoo_train)
     return parser
 
 
@@ -27,6 +40,27 @@ def _run_story(args: argparse.Namespace) -> int:
     from workbench.story import run_story
 
     run_story(args.model)
+    return 0
+
+
+def _run_zoo_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from workbench.models import BUNDLED_MODELS
+    from workbench.zoo.knowledge import load_facts
+    from workbench.zoo.model_card import write_model_card
+    from workbench.zoo.train import read_training_facts, save_training_run, train_fact_model, with_default_templates
+
+    facts = read_training_facts(args.facts) if args.facts else with_default_templates(load_facts())
+    overrides = {name: getattr(args, name) for name in vars(TrainConfig()) if hasattr(args, name)}
+    config = replace(TrainConfig(), **overrides)
+    run = train_fact_model(facts, config)
+    out = save_training_run(run, args.out or BUNDLED_MODELS["factgpt"])
+    write_model_card(out)
+    print(f"recall over {run.recall.overall.prompts} prompts: first token {run.recall.overall.first_token:.1%}, "
+          f"full object {run.recall.overall.full_object:.1%}; trained in {run.seconds:.0f} s; saved to {out}")
+    for relation, recall in run.recall.by_relation.items():
+        print(f"  {relation:>6}: first token {recall.first_token:.1%}, full object {recall.full_object:.1%}")
     return 0
 
 

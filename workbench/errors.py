@@ -21,3 +21,19 @@ class UnsupportedModelError(WorkbenchError, ValueError):
 
 class LayerOutOfRangeError(WorkbenchError, IndexError):
     """A layer index outside ``0 .. n_layers - 1``."""
+
+
+class InvalidRequestError(WorkbenchError, ValueError):
+    """An edit request whose fields cannot describe an edit, e.g. an empty subject or target."""
+
+
+class PromptTemplateError(InvalidRequestError):
+    """A prompt template without exactly one ``{}`` slot for the subject."""
+
+
+class SubjectNotInPromptError(InvalidRequestError):
+    """The subject does not occur in the question it should be cut out of to make a template."""
+
+
+class DatasetFormatError(WorkbenchError, ValueError):
+    """A dataset file or record that does not follow its format: invalid JSON, a missing key, a wrong type."""

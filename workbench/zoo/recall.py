@@ -1,0 +1,86 @@
+"""How well a model recalls a set of facts: first-token and full-object greedy recall per relation."""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+if TYPE_CHECKING:
+    from workbench.zoo.train import TrainingFact
+
+
+@dataclass(frozen=True)
+class RelationRecall:
+    """Recall over every (fact, template) prompt of one relation."""
+
+    prompts: int
+    first_token: float
+    """Share of prompts whose top-1 next token is the object's first token."""
+    full_object: float
+    """Share of prompts whose greedy continuation is the whole object."""
+
+
+@dataclass(frozen=True)
+class RecallReport:
+    overall: RelationRecall
+    by_relation: dict[str, RelationRecall]
+    recalled: frozenset[tuple[str, str]]
+    """(subject, relation_id) pairs whose first object token is top-1 under *every* template."""
+
+    def to_dict(self) -> dict:
+        as_dict = lambda r: {"prompts": r.prompts, "first_token": r.first_token, "full_object": r.full_object}  # noqa: E731
+        return {"overall": as_dict(self.overall), "by_relation": {k: as_dict(v) for k, v in self.by_relation.items()}}
+
+
+@torch.no_grad()
+def measure_recall(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    facts: Sequence[TrainingFact],
+    *,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> RecallReport:
+    """Teacher-forced recall of every fact under every template.
+
+    Full-object greedy recall is checked in the same pass: greedy decoding produces the object
+    exactly when the argmax at every object position is the next object token.
+    """
+    bos = tokenizer.eos_token_id
+    rows = []  # (relation, subject, ids, answer_start)
+    for item in facts:
+        answer = tokenizer.encode(" " + item.fact.object, add_special_tokens=False)
+        for prompt in item.prompts():
+            ids = [bos, *tokenizer.encode(prompt, add_special_tokens=False)]
+            rows.append((item.fact.relation_id, item.fact.subject, ids + answer, len(ids)))
+    first_hits: dict[str, list[bool]] = defaultdict(list)
+    full_hits: dict[str, list[bool]] = defaultdict(list)
+    all_templates_hit: dict[tuple[str, str], bool] = {}
+    device = next(model.parameters()).device
+    for start in tqdm(range(0, len(rows), batch_size), desc="recall", disable=not progress):
+        batch = rows[start : start + batch_size]
+        length = max(len(ids) for _, _, ids, _ in batch)
+        input_ids = torch.full((len(batch), length), bos, dtype=torch.long)
+        for row, (_, _, ids, _) in enumerate(batch):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+        predicted = model(input_ids.to(device)).logits.argmax(-1).cpu()
+        for row, (relation, subject, ids, answer_start) in enumerate(batch):
+            guesses = predicted[row, answer_start - 1 : len(ids) - 1].tolist()
+            answer = ids[answer_start:]
+            first_hits[relation].append(guesses[0] == answer[0])
+            full_hits[relation].append(guesses == answer)
+            key = (subject, relation)
+            all_templates_hit[key] = all_templates_hit.get(key, True) and guesses[0] == answer[0]
+
+    def summary(first: list[bool], full: list[bool]) -> RelationRecall:
+        return RelationRecall(len(first), sum(first) / len(first), sum(full) / len(full))
+
+    by_relation = {r: summary(first_hits[r], full_hits[r]) for r in sorted(first_hits)}
+    overall = summary([h for r in first_hits for h in first_hits[r]], [h for r in full_hits for h in full_hits[r]])
+    recalled = frozenset(key for key, hit in all_templates_hit.items() if hit)
+    return RecallReport(overall, by_relation, recalled)
