@@ -7,7 +7,7 @@ import torch
 import workbench
 from workbench import families
 from workbench.errors import LayerOutOfRangeError
-from workbench.predict import encode
+from workbench.tokens import encode
 
 from conftest import FAMILIES
 

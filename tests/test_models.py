@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, OPTConfig, OPTForCausalLM
 import workbench
 from workbench import families
 from workbench.errors import ModelNotFoundError, UnsupportedModelError
-from workbench.predict import encode
+from workbench.tokens import encode
 
 from conftest import FAMILIES, NetworkBlockedError
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 
 from workbench import __version__
 from workbench.errors import WorkbenchError
@@ -28,10 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--facts", help="JSONL facts file (subject, relation_id, object, optional templates); "
                        "default: the bundled knowledge base")
     train.add_argument("--out", help="output directory (default: the bundled model's directory)")
-    defaults = TrainConfig()
-    for name in ("n_layer", "n_embd", "n_head", "epochs", "batch_size", "learning_rate", "vocab_size", "seed", "threads"):
-        value = getattr(defaults, name)
-        train.add_argument(f"--{name.replace('_', '-')}", type=type(value) if value is not None else int, default=value)
+    for option in fields(TrainConfig):
+        kind = int if option.default is None else type(option.default)
+        train.add_argument(f"--{option.name.replace('_', '-')}", type=kind, default=option.default,
+                           help=f"(default: {option.default})")
     train.set_defaults(handler=_run_zoo_train)
     return parser
 
@@ -44,16 +45,13 @@ def _run_story(args: argparse.Namespace) -> int:
 
 
 def _run_zoo_train(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from workbench.models import BUNDLED_MODELS
     from workbench.zoo.knowledge import load_facts
     from workbench.zoo.model_card import write_model_card
     from workbench.zoo.train import read_training_facts, save_training_run, train_fact_model, with_default_templates
 
     facts = read_training_facts(args.facts) if args.facts else with_default_templates(load_facts())
-    overrides = {name: getattr(args, name) for name in vars(TrainConfig()) if hasattr(args, name)}
-    config = replace(TrainConfig(), **overrides)
+    config = TrainConfig(**{option.name: getattr(args, option.name) for option in fields(TrainConfig)})
     run = train_fact_model(facts, config)
     out = save_training_run(run, args.out or BUNDLED_MODELS["factgpt"])
     write_model_card(out)

@@ -37,3 +37,7 @@ class SubjectNotInPromptError(InvalidRequestError):
 
 class DatasetFormatError(WorkbenchError, ValueError):
     """A dataset file or record that does not follow its format: invalid JSON, a missing key, a wrong type."""
+
+
+class PromptTooLongError(WorkbenchError, ValueError):
+    """A prompt with more tokens than the model's context window."""

@@ -1,17 +1,12 @@
-"""Next-token predictions of a hooked model: the workbench's one way of tokenizing and reading prompts."""
+"""Next-token predictions of a hooked model: top-k candidates and greedy completions."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Int
 from transformer_lens.model_bridge import TransformerBridge
 
-
-def encode(model: TransformerBridge, prompt: str) -> Int[torch.Tensor, "1 pos"]:
-    """Token ids of ``prompt`` with the tokenizer's BOS prepended, on the model's device."""
-    ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"]
-    return ids.to(model.cfg.device)
+from workbench.tokens import encode
 
 
 @dataclass(frozen=True)

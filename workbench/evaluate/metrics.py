@@ -32,7 +32,7 @@ def counterfact_scores(model: TransformerBridge, records: Sequence[CounterFactRe
         if request.target_true is None:
             raise ValueError(f"case {record.case_id} has no target_true; CounterFact metrics need one")
         pair = (request.target_new, request.target_true)
-        groups["efficacy"].append((request.prompt.format(request.subject), *pair))
+        groups["efficacy"].append((request.filled_prompt(), *pair))
         groups["paraphrase"].extend((p, *pair) for p in record.paraphrase_prompts)
         groups["neighborhood"].extend((p, *pair) for p in record.neighborhood_prompts)
     result: dict[str, float] = {}

@@ -184,8 +184,16 @@ def train_fact_model(
 ) -> TrainingRun:
     """Train a tokenizer and a GPT-2 model on ``facts`` and measure its recall on all of them."""
     config = config or TrainConfig()
+    threads_before = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
+    try:
+        return _train(facts, config, progress)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train(facts: Sequence[TrainingFact], config: TrainConfig, progress: bool) -> TrainingRun:
     torch.manual_seed(config.seed)
     started = time.perf_counter()
     tokenizer = train_tokenizer(corpus_texts(facts), vocab_size=config.vocab_size)

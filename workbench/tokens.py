@@ -1,0 +1,58 @@
+"""How the workbench turns prompts into tokens, and finds the subject's tokens in them.
+
+Every method tokenizes through :func:`encode` (the tokenizer's BOS prepended, as the bundled
+model was trained and as TransformerLens does), so token positions mean the same everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Int
+from transformer_lens.model_bridge import TransformerBridge
+
+from workbench.errors import PromptTooLongError, SubjectNotInPromptError
+
+
+def encode(model: TransformerBridge, prompt: str) -> Int[torch.Tensor, "1 pos"]:
+    """Token ids of ``prompt`` with the tokenizer's BOS prepended, on the model's device."""
+    ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"]
+    if ids.shape[1] > model.cfg.n_ctx:
+        raise PromptTooLongError(
+            f"prompt is {ids.shape[1]} tokens but the model's context is {model.cfg.n_ctx}: shorten it"
+        )
+    return ids.to(model.cfg.device)
+
+
+@dataclass(frozen=True)
+class SubjectSpan:
+    """A tokenized prompt and the half-open token range ``[start, end)`` covering the subject."""
+
+    input_ids: Int[torch.Tensor, "1 pos"]
+    start: int
+    end: int
+
+    @property
+    def last(self) -> int:
+        """Position of the last subject token (where ROME reads its key)."""
+        return self.end - 1
+
+
+def locate_subject(model: TransformerBridge, prompt: str, subject: str) -> SubjectSpan:
+    """Tokenize ``prompt`` and find the tokens of the first occurrence of ``subject`` in it.
+
+    A token belongs to the subject if its characters overlap the subject's characters, so a
+    subject glued to punctuation ("France's") still gets all of its tokens.
+    """
+    if not subject or not subject.strip():
+        raise SubjectNotInPromptError("the subject is empty; give the words of the prompt that name it")
+    char_start = prompt.find(subject)
+    if char_start < 0:
+        raise SubjectNotInPromptError(f"subject {subject!r} does not occur in prompt {prompt!r}")
+    char_end = char_start + len(subject)
+    encoded = model.tokenizer(prompt, return_offsets_mapping=True)
+    positions = [
+        i for i, (a, b) in enumerate(encoded["offset_mapping"]) if b > a and a < char_end and b > char_start
+    ]
+    input_ids = encode(model, prompt)
+    return SubjectSpan(input_ids, positions[0], positions[-1] + 1)
