@@ -10,7 +10,6 @@ from workbench.data import (
     CounterFactRecord,
     EditRequest,
     Fact,
-    ZsreRecord,
     counterfact_from_json,
     counterfact_to_json,
     read_counterfact,

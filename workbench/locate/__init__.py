@@ -1,0 +1,1 @@
+"""Where is a fact stored? Causal tracing, activation and attribution patching, attribution."""

@@ -1,0 +1,139 @@
+"""Many patched forward passes of one prompt, batched.
+
+Causal tracing and activation patching both run a prompt many times, each time overwriting a
+few activations with values from another run. :class:`PatchRunner` packs those runs into as
+few forward passes as a memory budget allows, one row per (cell, noise sample).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int
+from tqdm.auto import tqdm
+from transformer_lens.model_bridge import TransformerBridge
+
+from workbench import families
+from workbench.tokens import SubjectSpan
+
+DEFAULT_MEMORY_BUDGET = 512 * 2**20
+Readout = Callable[[Float[torch.Tensor, "batch d_vocab"]], Float[torch.Tensor, "batch"]]
+"""Turns the last position's logits into one number per row (e.g. p(answer))."""
+
+
+def answer_probability(answer_id: int) -> Readout:
+    """Readout of p(answer) at the last position."""
+    return lambda logits: logits.float().softmax(-1)[:, answer_id]
+
+
+@dataclass(frozen=True)
+class NoiseCorruption:
+    """Noise added to the subject's token embeddings, one draw per sample."""
+
+    span: SubjectSpan
+    noise: Float[torch.Tensor, "samples subject d_model"]
+
+    @classmethod
+    def draw(cls, model: TransformerBridge, span: SubjectSpan, samples: int, scale: float, seed: int) -> NoiseCorruption:
+        generator = torch.Generator().manual_seed(seed)
+        shape = (samples, span.end - span.start, model.cfg.d_model)
+        noise = torch.randn(shape, generator=generator) * scale
+        return cls(span, noise.to(model.cfg.device))
+
+    @property
+    def samples(self) -> int:
+        return self.noise.shape[0]
+
+    def hook(self, copies: int):
+        """An embedding hook adding the noise to ``copies`` x ``samples`` rows (cell-major order)."""
+        noise = self.noise.repeat(copies, 1, 1)
+        start, end = self.span.start, self.span.end
+
+        def add_noise(embeddings: Float[torch.Tensor, "batch pos d_model"], hook=None):
+            embeddings[:, start:end] += noise.to(embeddings.dtype)
+            return embeddings
+
+        return add_noise
+
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Set the activation at ``hook`` and ``token`` to its value in the ``source`` run.
+
+    ``"clean"`` values are one vector per token; ``"corrupted"`` values (and any source with a
+    leading samples axis) are taken from the noise sample of the row being patched.
+    """
+
+    hook: str
+    token: int
+    source: str
+
+
+class PatchRunner:
+    """Runs many patched copies of one prompt per forward pass and reads one number per copy.
+
+    Each *cell* is a list of :class:`Patch` applied together; every cell is run once per noise
+    sample of the corruption (or once, without corruption) and its probabilities averaged.
+    Cells are packed into batches of at most ``memory_budget`` bytes of activations.
+    """
+
+    def __init__(
+        self,
+        model: TransformerBridge,
+        input_ids: Int[torch.Tensor, "1 pos"],
+        readout: Readout,
+        sources: dict[tuple[str, str], torch.Tensor],
+        corruption: NoiseCorruption | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    ) -> None:
+        self.model, self.input_ids, self.readout = model, input_ids, readout
+        self.sources, self.corruption = sources, corruption
+        self.samples = corruption.samples if corruption else 1
+        cfg = model.cfg
+        pos = input_ids.shape[1]
+        per_row = 4 * pos * (cfg.n_layers * (6 * cfg.d_model + 2 * cfg.d_mlp + 2 * cfg.n_heads * pos) + cfg.d_vocab)
+        self.cells_per_batch = max(1, memory_budget // (per_row * self.samples))
+
+    @torch.no_grad()
+    def run(self, cells: Sequence[Sequence[Patch]], progress: bool = False) -> Float[torch.Tensor, "cells"]:
+        """The readout for each cell, averaged over noise samples."""
+        results = []
+        chunks = range(0, len(cells), self.cells_per_batch)
+        for start in tqdm(chunks, desc="patching", disable=not progress, unit="batch"):
+            results.append(self._run_chunk(cells[start : start + self.cells_per_batch]))
+        return torch.cat(results)
+
+    def _run_chunk(self, cells: Sequence[Sequence[Patch]]) -> Float[torch.Tensor, "cells"]:
+        samples = self.samples
+        by_hook: dict[str, list[tuple[int, Patch]]] = {}
+        for index, patches in enumerate(cells):
+            for patch in patches:
+                by_hook.setdefault(patch.hook, []).append((index, patch))
+        hooks = [(name, self._setter(entries, samples)) for name, entries in by_hook.items()]
+        if self.corruption is not None:
+            hooks.append((families.Hooks.embed, self.corruption.hook(len(cells))))
+        inputs = self.input_ids.expand(len(cells) * samples, -1)
+        logits = self.model.run_with_hooks(inputs, return_type="logits", fwd_hooks=hooks)
+        values = self.readout(logits[:, -1])
+        return values.view(len(cells), samples).mean(1).cpu()
+
+    def _setter(self, entries: list[tuple[int, Patch]], samples: int):
+        device = self.input_ids.device
+        sample_index = torch.arange(samples, device=device)
+        rows = torch.cat([index * samples + sample_index for index, _ in entries])
+        tokens = torch.tensor([p.token for _, p in entries for _ in range(samples)], device=device)
+        values = torch.cat([self._values(patch, sample_index) for _, patch in entries])
+
+        def set_values(activation: Float[torch.Tensor, "batch pos d"], hook=None):
+            activation[rows, tokens] = values.to(activation.dtype)
+            return activation
+
+        return set_values
+
+    def _values(self, patch: Patch, sample_index: torch.Tensor) -> Float[torch.Tensor, "samples d"]:
+        source = self.sources[(patch.source, patch.hook)]
+        if source.dim() == 2:  # one value per token, shared by every sample
+            return source[patch.token].expand(len(sample_index), -1)
+        return source[sample_index, patch.token]

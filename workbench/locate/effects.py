@@ -1,0 +1,145 @@
+"""Average indirect effects of causal tracing over many facts, and the edit-layer recommendation.
+
+Following ROME (Meng et al. 2022, Figure 2), each traced token is given a *role* relative to the
+subject (first / middle / last subject token, first subsequent token, further tokens, last
+token); per fact, the indirect effect p(restored) - p(corrupted) is averaged within each role,
+then averaged over facts. Tokens before the subject have no role and are left out.
+
+The layer where the MLP's average indirect effect at the last subject token peaks is where
+ROME finds the fact is written into the residual stream, and is the default edit layer.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+from transformer_lens.model_bridge import TransformerBridge
+
+from workbench.errors import InvalidRequestError
+from workbench.locate.tracing import Kind, embedding_std, trace
+from workbench.results import JsonResult
+
+ROLES = (
+    "first subject token",
+    "middle subject tokens",
+    "last subject token",
+    "first subsequent token",
+    "further tokens",
+    "last token",
+)
+LAST_SUBJECT = ROLES.index("last subject token")
+
+
+def token_roles(n_tokens: int, subject_start: int, subject_end: int) -> list[int | None]:
+    """The role index of each position (``None`` before the subject).
+
+    A one-token subject counts as the last subject token; the prompt's last token is always
+    "last token", even when it is also the first token after the subject.
+    """
+    roles: list[int | None] = [None] * n_tokens
+    for position in range(subject_start, subject_end):
+        roles[position] = 1
+    roles[subject_start] = 0
+    roles[subject_end - 1] = LAST_SUBJECT
+    if subject_end < n_tokens:
+        roles[subject_end] = 3
+    for position in range(subject_end + 1, n_tokens):
+        roles[position] = 4
+    roles[n_tokens - 1] = 5
+    return roles
+
+
+@dataclass
+class AverageIndirectEffect(JsonResult):
+    """Indirect effect per token role and layer, averaged over facts, for each traced kind."""
+
+    kinds: list[str]
+    roles: list[str]
+    effects: dict
+    """kind -> ``[role, layer]`` mean indirect effect."""
+    counts: dict
+    """kind -> facts contributing to each role (a role can be absent, e.g. middle tokens)."""
+    n_facts: int
+    clean_prob: float
+    """Mean clean p(answer) over the facts."""
+    corrupted_prob: float
+    """Mean corrupted p(answer) over the facts."""
+    settings: dict = field(default_factory=dict)
+
+    def recommend_layer(self) -> int:
+        """The layer whose MLP output has the largest average indirect effect at the last subject token."""
+        return int(np.argmax(self._mlp_last_subject()))
+
+    def recommend_layers(self, width: int = 3) -> list[int]:
+        """The ``width`` consecutive layers with the largest summed MLP effect at the last subject token
+        (a MEMIT layer range)."""
+        curve = self._mlp_last_subject()
+        if not 1 <= width <= len(curve):
+            raise InvalidRequestError(f"width must be between 1 and {len(curve)}, got {width}")
+        sums = np.convolve(curve, np.ones(width), mode="valid")
+        start = int(np.argmax(sums))
+        return list(range(start, start + width))
+
+    def _mlp_last_subject(self) -> np.ndarray:
+        if "mlp" not in self.effects:
+            raise InvalidRequestError("the layer recommendation needs an MLP trace: include 'mlp' in kinds")
+        return self.effects["mlp"][LAST_SUBJECT]
+
+    def plot(self, kinds: Sequence[str] | None = None):
+        """ROME Figure 2-style curves (see :func:`workbench.plot.tracing.plot_average_effect`)."""
+        from workbench.plot.tracing import plot_average_effect
+
+        return plot_average_effect(self, kinds)
+
+
+def trace_many(
+    model: TransformerBridge,
+    prompts: Sequence[tuple[str, str] | tuple[str, str, str]],
+    *,
+    kinds: Sequence[Kind] = ("hidden", "mlp", "attn"),
+    samples: int = 10,
+    noise: float = 3.0,
+    window: int = 10,
+    seed: int = 0,
+    progress: bool = True,
+) -> AverageIndirectEffect:
+    """Trace every ``(prompt, subject[, answer])`` and average the indirect effects by token role.
+
+    The noise scale is ``noise`` times the embedding std over *all* the subjects' tokens, as in
+    ROME, so every fact is corrupted equally. A missing answer is the model's top prediction.
+    """
+    if not prompts:
+        raise InvalidRequestError("trace_many needs at least one (prompt, subject) pair")
+    scale = noise * embedding_std(model, [item[1] for item in prompts])
+    n_layers = model.cfg.n_layers
+    sums = {kind: np.zeros((len(ROLES), n_layers)) for kind in kinds}
+    counts = {kind: [0] * len(ROLES) for kind in kinds}
+    clean, corrupted = [], []
+    for item in tqdm(prompts, desc="tracing facts", disable=not progress, unit="fact"):
+        prompt, subject = item[0], item[1]
+        answer = item[2] if len(item) > 2 else None
+        for kind in kinds:
+            result = trace(model, prompt, subject, answer=answer, kind=kind, samples=samples,
+                           noise_scale=scale, window=window, seed=seed)
+            roles = token_roles(len(result.tokens), result.subject_start, result.subject_end)
+            effect = result.indirect_effect
+            for role in range(len(ROLES)):
+                rows = [p for p, r in enumerate(roles) if r == role]
+                if rows:
+                    sums[kind][role] += effect[rows].mean(axis=0)
+                    counts[kind][role] += 1
+        clean.append(result.clean_prob)
+        corrupted.append(result.corrupted_prob)
+    effects = {kind: sums[kind] / np.maximum(1, np.asarray(counts[kind]))[:, None] for kind in kinds}
+    return AverageIndirectEffect(
+        kinds=list(kinds),
+        roles=list(ROLES),
+        effects=effects,
+        counts=counts,
+        n_facts=len(prompts),
+        clean_prob=float(np.mean(clean)),
+        corrupted_prob=float(np.mean(corrupted)),
+        settings={"samples": samples, "noise": noise, "noise_scale": scale, "window": window, "seed": seed},
+    )
