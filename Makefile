@@ -7,6 +7,9 @@ TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test test-slow figures bench clean
+# Tests and notebooks never reach a model hub: sockets are blocked inside pytest, and these keep
+# the notebook kernels (separate processes) offline too.
+OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 install: $(STAMP)
 
@@ -20,10 +23,16 @@ run: install
 	$(BIN)/workbench story
 
 test: install
-	$(BIN)/pytest -q
+	$(OFFLINE) $(BIN)/pytest -q --nbmake tests notebooks
 
 test-slow: install
-	$(BIN)/pytest -q -m slow
+	$(OFFLINE) $(BIN)/pytest -q -m slow tests
+
+figures: install
+	$(BIN)/python figures/causal_tracing.py
+
+bench: install
+	$(BIN)/python benchmarks/trace_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -18,3 +18,23 @@ def test_help_lists_subcommands(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "story" in capsys.readouterr().out
+
+
+def test_trace_writes_figure_and_results(tiny_model_dirs, tmp_path, capsys):
+    out = tmp_path / "traces"
+    code = main(["trace", "The capital of France is", "--subject", "France", "--samples", "2",
+                 "--model", str(tiny_model_dirs["gpt2"]), "--out", str(out)])
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "The_capital_of_France_is.png",
+        "The_capital_of_France_is_attn.json",
+        "The_capital_of_France_is_hidden.json",
+        "The_capital_of_France_is_mlp.json",
+    ]
+    assert "clean p=" in capsys.readouterr().out
+
+
+def test_errors_are_reported_without_a_traceback(tiny_model_dirs, capsys):
+    code = main(["trace", "The capital of France is", "--subject", "Spain", "--model", str(tiny_model_dirs["gpt2"])])
+    assert code == 2
+    assert "does not occur in prompt" in capsys.readouterr().err

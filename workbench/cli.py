@@ -23,6 +23,19 @@ def build_parser() -> argparse.ArgumentParser:
     story.add_argument("--model", default="factgpt", help="model name or directory (default: factgpt)")
     story.set_defaults(handler=_run_story)
 
+    tracing = commands.add_parser("trace", help="causal trace of a prompt: figure and saved result")
+    tracing.add_argument("prompt", help='e.g. "The capital of France is"')
+    tracing.add_argument("--subject", required=True, help="the words of the prompt naming the subject")
+    tracing.add_argument("--answer", help="answer to trace (default: the model's top prediction)")
+    tracing.add_argument("--kind", choices=["hidden", "mlp", "attn", "all"], default="all")
+    tracing.add_argument("--samples", type=int, default=10, help="noise samples (default: 10)")
+    tracing.add_argument("--noise", type=float, default=3.0, help="noise as a multiple of the embedding std (default: 3)")
+    tracing.add_argument("--window", type=int, default=10, help="layers restored together for mlp/attn (default: 10)")
+    tracing.add_argument("--seed", type=int, default=0)
+    tracing.add_argument("--model", default="factgpt", help="model name or directory (default: factgpt)")
+    tracing.add_argument("--out", default="traces", help="output directory (default: ./traces)")
+    tracing.set_defaults(handler=_run_trace)
+
     zoo = commands.add_parser("zoo", help="the bundled fact model: retrain it, or train one on your own facts")
     zoo_commands = zoo.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
     train = zoo_commands.add_parser("train", help="train a fact model (deterministic for a seed)")
@@ -41,6 +54,32 @@ def _run_story(args: argparse.Namespace) -> int:
     from workbench.story import run_story
 
     run_story(args.model)
+    return 0
+
+
+def _run_trace(args: argparse.Namespace) -> int:
+    import re
+    from pathlib import Path
+
+    from workbench.locate.tracing import trace
+    from workbench.models import load_model
+    from workbench.plot.tracing import plot_trace_panels
+
+    model = load_model(args.model)
+    kinds = ["hidden", "mlp", "attn"] if args.kind == "all" else [args.kind]
+    out = Path(args.out)
+    stem = re.sub(r"[^A-Za-z0-9]+", "_", args.prompt).strip("_")[:60] or "trace"
+    results = []
+    for kind in kinds:
+        result = trace(model, args.prompt, args.subject, answer=args.answer, kind=kind, samples=args.samples,
+                       noise=args.noise, window=args.window, seed=args.seed, progress=True)
+        print(f"{kind}: saved {result.save(out / f'{stem}_{kind}.json')}")
+        results.append(result)
+    figure_path = out / f"{stem}.png"
+    plot_trace_panels(results).savefig(figure_path, dpi=120)
+    first = results[0]
+    print(f"answer {first.answer.strip()!r}: clean p={first.clean_prob:.3f}, corrupted p={first.corrupted_prob:.3f}")
+    print(f"figure: {figure_path}")
     return 0
 
 

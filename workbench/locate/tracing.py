@@ -145,15 +145,18 @@ def trace(
 
     n_pos = span.input_ids.shape[1]
     width = 1 if kind == "hidden" else window
+    # Tokens before the subject never see the noise (causal attention), so restoring them is a
+    # no-op whose result is the corrupted probability; only later tokens are run.
     cells = []
-    for token in range(n_pos):
+    for token in range(span.start, n_pos):
         for layer in range(n_layers):
             patches = [Patch(names[restored], token, "clean") for restored in _window(layer, n_layers, width)]
             patches += [Patch(name, token, "corrupted") for name in frozen_names[layer + 1 :]]
             cells.append(patches)
     runner = PatchRunner(model, span.input_ids, answer_probability(answer_id), sources, corruption, memory_budget)
-    corrupted_prob = runner.run([[]])[0]
-    scores = runner.run(cells, progress=progress)
+    corrupted_prob = float(runner.run([[]])[0])
+    scores = torch.full((n_pos, n_layers), corrupted_prob)
+    scores[span.start :] = runner.run(cells, progress=progress).view(n_pos - span.start, n_layers)
     return TraceResult(
         prompt=prompt,
         subject=subject,
@@ -163,9 +166,9 @@ def trace(
         kind=kind,
         answer=model.tokenizer.decode([answer_id]),
         answer_id=answer_id,
-        scores=scores.reshape(n_pos, n_layers).numpy(),
+        scores=scores.numpy(),
         clean_prob=float(clean_probs[answer_id]),
-        corrupted_prob=float(corrupted_prob),
+        corrupted_prob=corrupted_prob,
         settings={"window": width, "samples": samples, "noise": noise, "noise_scale": scale,
                   "severed": severed, "seed": seed},
     )
