@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+import tempfile
 
 import matplotlib
 import pytest
+
+# Caches written by the code under test (second moments, edit layers) go to a fresh directory.
+os.environ["WORKBENCH_CACHE"] = tempfile.mkdtemp(prefix="workbench-test-cache-")
 
 matplotlib.use("Agg")
 

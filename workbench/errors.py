@@ -41,3 +41,7 @@ class DatasetFormatError(WorkbenchError, ValueError):
 
 class PromptTooLongError(WorkbenchError, ValueError):
     """A prompt with more tokens than the model's context window."""
+
+
+class TargetAlreadyPredictedError(InvalidRequestError):
+    """An edit whose new target is already what the model predicts: there is nothing to change."""

@@ -140,6 +140,18 @@ def hf_module(model: TransformerBridge, path: str) -> nn.Module:
     return _unwrap(module)
 
 
+def hf_parameter(model: TransformerBridge, name: str) -> nn.Parameter:
+    """The live parameter with Hugging Face name ``name`` (e.g. ``transformer.h.3.mlp.c_proj.weight``)."""
+    path, _, attribute = name.rpartition(".")
+    try:
+        parameter = getattr(hf_module(model, path), attribute)
+    except AttributeError:
+        parameter = None
+    if not isinstance(parameter, nn.Parameter):
+        raise UnsupportedModelError(f"the model has no parameter named {name!r}")
+    return parameter
+
+
 def _unwrap(module: nn.Module) -> nn.Module:
     while "_original_component" in module._modules:
         module = module._modules["_original_component"]

@@ -38,15 +38,16 @@ class SubjectSpan:
         return self.end - 1
 
 
-def locate_subject(model: TransformerBridge, prompt: str, subject: str) -> SubjectSpan:
-    """Tokenize ``prompt`` and find the tokens of the first occurrence of ``subject`` in it.
+def locate_subject(model: TransformerBridge, prompt: str, subject: str, search_from: int = 0) -> SubjectSpan:
+    """Tokenize ``prompt`` and find the tokens of the first occurrence of ``subject`` in it
+    at or after character ``search_from``.
 
     A token belongs to the subject if its characters overlap the subject's characters, so a
     subject glued to punctuation ("France's") still gets all of its tokens.
     """
     if not subject or not subject.strip():
         raise SubjectNotInPromptError("the subject is empty; give the words of the prompt that name it")
-    char_start = prompt.find(subject)
+    char_start = prompt.find(subject, search_from)
     if char_start < 0:
         raise SubjectNotInPromptError(f"subject {subject!r} does not occur in prompt {prompt!r}")
     char_end = char_start + len(subject)

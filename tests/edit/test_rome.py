@@ -1,0 +1,152 @@
+"""ROME on tiny models of two layouts: closed form, reversibility, isolation, bad input."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import workbench
+from workbench import families
+from workbench.data import EditRequest
+from workbench.edit import load_edit
+from workbench.edit import rome as rome_module
+from workbench.edit.api import request_from_prompt
+from workbench.edit.rome import rank_one_update
+from workbench.errors import (
+    InvalidRequestError,
+    LayerOutOfRangeError,
+    SubjectNotInPromptError,
+    TargetAlreadyPredictedError,
+)
+from workbench.models import hf_state_dict
+
+REQUEST = EditRequest("The capital of {} is", "France", "Rome", "Paris")
+FAST = {"v_steps": 5, "mom2_n_samples": 200, "prefixes": ((3, 2),)}
+
+
+@pytest.fixture(scope="module")
+def models(tiny_model_dirs):
+    return {family: workbench.load_model(tiny_model_dirs[family]) for family in ("gpt2", "llama")}
+
+
+def _snapshot(model) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in hf_state_dict(model).items()}
+
+
+def _changed(model, before) -> set[str]:
+    return {name for name, tensor in hf_state_dict(model).items() if not torch.equal(tensor, before[name])}
+
+
+def test_rank_one_update_closed_form():
+    torch.manual_seed(0)
+    d_out, d_in = 5, 7
+    weight = torch.randn(d_out, d_in, dtype=torch.float64)
+    factor = torch.randn(d_in, 3 * d_in, dtype=torch.float64)
+    moment = factor @ factor.T / (3 * d_in)  # a positive definite C
+    key, delta = torch.randn(d_in, dtype=torch.float64), torch.randn(d_out, dtype=torch.float64)
+    update = rank_one_update(weight, key, delta, moment)
+    torch.testing.assert_close((weight + update) @ key, weight @ key + delta)
+    assert torch.linalg.matrix_rank(update).item() == 1
+    # keys C-orthogonal to k* (x^T C^-1 k* = 0) are left alone
+    direction = torch.linalg.solve(moment, key)
+    other = torch.randn(d_in, dtype=torch.float64)
+    other -= direction * (other @ direction) / (direction @ direction)
+    torch.testing.assert_close(update @ other, torch.zeros(d_out, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_only_the_chosen_projection_changes_and_restore_is_bit_exact(models, family):
+    model = models[family]
+    before = _snapshot(model)
+    with workbench.edit(model, REQUEST, layer=0, **FAST) as result:
+        projection = families.mlp_out_projection(model, 0)
+        assert _changed(model, before) == {projection.name}
+        assert set(result.deltas) == {projection.name}
+        delta = result.deltas[projection.name]
+        assert delta.shape == projection.weight.shape
+        singular = torch.linalg.svdvals(delta.double())
+        assert singular[1] / singular[0] < 1e-5  # rank one up to float32 rounding
+    assert _changed(model, before) == set()
+
+
+def test_saved_edit_replays_bit_exactly(models, tmp_path):
+    model = models["gpt2"]
+    before = _snapshot(model)
+    result = workbench.edit(model, REQUEST, layer=0, **FAST)
+    edited = _snapshot(model)
+    result.save(tmp_path / "edit")
+    result.restore()
+    assert _changed(model, before) == set()
+    replay = load_edit(tmp_path / "edit")
+    assert replay.requests == [REQUEST] and replay.method == "rome"
+    replayed = replay.apply(model)
+    assert _changed(model, edited) == set()
+    replayed.restore()
+    assert _changed(model, before) == set()
+
+
+def test_failure_part_way_restores_the_weights(models, monkeypatch):
+    model = models["gpt2"]
+    before = _snapshot(model)
+    calls = {"n": 0}
+    original = rome_module.optimise_value_delta
+
+    def fail_on_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated failure")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(rome_module, "optimise_value_delta", fail_on_second)
+    second = EditRequest("{} is a city in", "Rome", "France", "Italy")
+    with pytest.raises(RuntimeError, match="simulated"):
+        workbench.edit(model, [REQUEST, second], layer=0, **FAST)
+    assert calls["n"] == 2
+    assert _changed(model, before) == set()
+
+
+@pytest.mark.parametrize(
+    "request_or_kwargs, error",
+    [
+        ({"requests": EditRequest("The capital of {} is", "Spain", "Rome"), "layer": 0}, None),
+        ({"requests": REQUEST, "layer": 7}, LayerOutOfRangeError),
+        ({"requests": REQUEST, "layer": 0, "v_stepz": 3}, InvalidRequestError),
+        ({"requests": REQUEST, "layer": 0, "method": "magic"}, InvalidRequestError),
+        ({"requests": [], "layer": 0}, InvalidRequestError),
+    ],
+)
+def test_bad_input_leaves_the_model_untouched(models, request_or_kwargs, error):
+    model = models["gpt2"]
+    before = _snapshot(model)
+    kwargs = dict(request_or_kwargs)
+    requests = kwargs.pop("requests")
+    if error is None:  # a valid request, as a control: it does change the weights
+        workbench.edit(model, requests, **kwargs, **FAST).restore()
+        return
+    with pytest.raises(error):
+        workbench.edit(model, requests, **kwargs)
+    assert _changed(model, before) == set()
+
+
+def test_subject_missing_from_prompt_is_refused():
+    with pytest.raises(SubjectNotInPromptError, match="Germany"):
+        request_from_prompt("The capital of France is", "Germany", "Rome")
+    request = request_from_prompt("The capital of France is", "France", "Rome")
+    assert request.prompt == "The capital of {} is" and request.filled_prompt() == "The capital of France is"
+
+
+def test_empty_target_is_refused():
+    with pytest.raises(InvalidRequestError):
+        EditRequest("The capital of {} is", "France", "  ")
+
+
+def test_target_already_predicted_is_refused(models):
+    model = models["gpt2"]
+    prompt = "The capital of France is"
+    top = model(model.tokenizer(prompt, return_tensors="pt")["input_ids"], return_type="logits")[0, -1].argmax()
+    already = model.tokenizer.decode([int(top)]).strip() or "x"
+    if model.tokenizer(" " + already, add_special_tokens=False)["input_ids"][0] != int(top):
+        pytest.skip("the top token of this random model is not a clean word")
+    before = _snapshot(model)
+    with pytest.raises(TargetAlreadyPredictedError):
+        workbench.edit(model, EditRequest("The capital of {} is", "France", already), layer=0)
+    assert _changed(model, before) == set()

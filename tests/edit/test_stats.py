@@ -1,0 +1,72 @@
+"""Second moments: definition, symmetry, positive semi-definiteness, caching and corruption."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import workbench
+from workbench import families
+from workbench.edit.stats import accumulate_second_moment, second_moment
+
+TEXTS = ["The capital of France is Paris", "Rome is the capital of Italy", "Oxygen has the symbol O"] * 3
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dirs):
+    return workbench.load_model(tiny_model_dirs["llama"])
+
+
+def test_matches_the_definition_on_every_token(model):
+    total, count = accumulate_second_moment(model, 1, TEXTS, batch_size=2, progress=False)
+    keys = []
+    for text in TEXTS:  # independent: one text at a time, through the cache
+        _, cache = model.run_with_cache(model.tokenizer(text, return_tensors="pt")["input_ids"])
+        keys.append(cache[families.Hooks.mlp_key(1)][0].double())
+    keys = torch.cat(keys)
+    assert count == keys.shape[0]
+    # float32 activations differ in the last bits between batched and single runs
+    torch.testing.assert_close(total, keys.T @ keys, rtol=1e-4, atol=1e-6)
+
+
+def test_symmetric_positive_semidefinite_float64(model, tmp_path):
+    moment = second_moment(model, 0, TEXTS, cache_dir=tmp_path, progress=False)
+    assert moment.dtype == torch.float64
+    torch.testing.assert_close(moment, moment.T, rtol=0, atol=0)
+    assert torch.linalg.eigvalsh(moment).min() > -1e-10
+
+
+def test_cache_is_reused_and_keyed_by_corpus(model, tmp_path):
+    first = second_moment(model, 0, TEXTS, cache_dir=tmp_path, progress=False)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1
+    assert torch.equal(second_moment(model, 0, TEXTS, cache_dir=tmp_path, progress=False), first)
+    second_moment(model, 0, TEXTS[:2], cache_dir=tmp_path, progress=False)
+    second_moment(model, 1, TEXTS, cache_dir=tmp_path, progress=False)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 3
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_damaged_cache_is_recomputed_not_used(model, tmp_path, damage):
+    expected = second_moment(model, 0, TEXTS, cache_dir=tmp_path, progress=False)
+    (path,) = tmp_path.glob("*.safetensors")
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[-3] ^= 0x01  # a bit of the tensor payload
+    else:
+        data = data[: len(data) // 2]
+    path.write_bytes(bytes(data))
+    again = second_moment(model, 0, TEXTS, cache_dir=tmp_path, progress=False)
+    assert torch.equal(again, expected)
+
+
+def test_cache_changes_when_weights_change(model, tmp_path):
+    second_moment(model, 0, TEXTS, cache_dir=tmp_path, progress=False)
+    projection = families.mlp_in_projections(model, 0)[0]
+    saved = projection.weight.detach().clone()
+    with torch.no_grad():
+        projection.weight.add_(0.1)
+    try:
+        second_moment(model, 0, TEXTS, cache_dir=tmp_path, progress=False)
+    finally:
+        with torch.no_grad():
+            projection.weight.copy_(saved)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2

@@ -1,0 +1,67 @@
+"""The default edit layer: measured by causal tracing, cached per model.
+
+ROME edits the layer whose MLP output has the largest average indirect effect at the last
+subject token (Meng et al. 2022, Figure 2); :func:`default_edit_layer` measures it on the model
+instead of hard-coding a number per architecture. For the bundled fact model the measurement
+uses a fixed sample of its knowledge base; other models need facts they know, passed in.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from transformer_lens.model_bridge import TransformerBridge
+
+from workbench.edit.stats import DEFAULT_CACHE, weights_fingerprint
+from workbench.errors import InvalidRequestError
+from workbench.locate.effects import trace_many
+
+N_FACTS = 48
+
+
+def _bundled_prompts() -> list[tuple[str, str, str]]:
+    from workbench.zoo.knowledge import facts_by_relation, load_facts
+    from workbench.zoo.relations import RELATIONS
+
+    groups = list(facts_by_relation(load_facts()).values())
+    chosen = [group[i] for i in range(0, 60, 10) for group in groups if i < len(group)][:N_FACTS]
+    return [(RELATIONS[f.relation_id].prompt(f.subject), f.subject, f.object) for f in chosen]
+
+
+def _is_bundled(model: TransformerBridge) -> bool:
+    from workbench.models import BUNDLED_MODELS
+
+    source = Path(getattr(model.original_model, "name_or_path", "") or "")
+    return any(source.resolve() == path.resolve() for path in BUNDLED_MODELS.values() if source.name)
+
+
+def default_edit_layer(
+    model: TransformerBridge,
+    prompts: Sequence[tuple[str, str] | tuple[str, str, str]] | None = None,
+    *,
+    cache_dir: str | Path | None = DEFAULT_CACHE,
+) -> int:
+    """The recommended edit layer of ``model`` from the average MLP indirect effect.
+
+    Args:
+        prompts: ``(prompt, subject[, answer])`` facts the model knows; optional for the bundled
+            model (a fixed sample of its knowledge base is used).
+        cache_dir: the recommendation is cached here under the model's weights fingerprint.
+    """
+    cache = Path(cache_dir) / f"edit_layer_{weights_fingerprint(model)[:32]}.json" if cache_dir else None
+    if cache is not None and cache.is_file():
+        return int(json.loads(cache.read_text())["layer"])
+    if prompts is None:
+        if not _is_bundled(model):
+            raise InvalidRequestError(
+                "no edit layer given and no tracing prompts for this model: pass layer=..., or compute "
+                "one with workbench.edit.layers.default_edit_layer(model, prompts) on facts it knows"
+            )
+        prompts = _bundled_prompts()
+    effect = trace_many(model, prompts, kinds=["mlp"], samples=5, window=3, progress=False)
+    layer = effect.recommend_layer()
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"layer": layer, "n_facts": effect.n_facts}))
+    return layer

@@ -1,0 +1,114 @@
+"""Reversible weight edits: every editor writes through an :class:`EditResult`.
+
+An :class:`EditResult` keeps a copy of each parameter before its first change and the delta
+applied to it, so an edit can be inspected (``deltas``), undone bit-exactly (``restore()`` or
+leaving a ``with`` block), saved (safetensors + JSON) and replayed on another copy of the model
+(:func:`load_edit` then :meth:`SavedEdit.apply`). Parameters that no editor touches are never
+written, so they stay bit-identical.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformer_lens.model_bridge import TransformerBridge
+
+from workbench.data import EditRequest
+from workbench.errors import InvalidRequestError
+from workbench.families import hf_parameter
+
+
+@dataclass
+class EditResult:
+    """The record of an edit applied to ``model``; also a context manager that undoes it on exit."""
+
+    model: TransformerBridge
+    method: str
+    requests: list[EditRequest]
+    info: dict[str, Any] = field(default_factory=dict)
+    """Method-specific details: layers, hyper-parameters, losses, timings."""
+    _originals: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    _deltas: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    restored: bool = False
+
+    @property
+    def deltas(self) -> dict[str, torch.Tensor]:
+        """Hugging Face parameter name -> total change applied to it (stored layout)."""
+        return dict(self._deltas)
+
+    def apply_delta(self, name: str, delta: torch.Tensor) -> None:
+        """Add ``delta`` to the parameter ``name``, remembering its original value first."""
+        if self.restored:
+            raise InvalidRequestError("this edit was restored; start a new edit instead")
+        parameter = hf_parameter(self.model, name)
+        if delta.shape != parameter.shape:
+            raise InvalidRequestError(f"delta of shape {tuple(delta.shape)} for {name} of shape {tuple(parameter.shape)}")
+        if name not in self._originals:
+            self._originals[name] = parameter.detach().clone()
+            self._deltas[name] = torch.zeros_like(parameter)
+        delta = delta.to(parameter.dtype)
+        with torch.no_grad():
+            parameter.add_(delta)
+        self._deltas[name] += delta
+
+    def restore(self) -> None:
+        """Put every changed parameter back, bit-exactly. Safe to call twice."""
+        with torch.no_grad():
+            for name, original in self._originals.items():
+                hf_parameter(self.model, name).copy_(original)
+        self.restored = True
+
+    def __enter__(self) -> EditResult:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.restore()
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path/deltas.safetensors`` and ``path/edit.json``; returns ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({name: delta.detach().cpu().contiguous() for name, delta in self._deltas.items()},
+                  path / "deltas.safetensors")
+        record = {"method": self.method, "requests": [asdict(r) for r in self.requests], "info": self.info}
+        (path / "edit.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+        return path
+
+
+@dataclass
+class SavedEdit:
+    """An edit read from disk: its deltas and description, ready to apply to a model."""
+
+    method: str
+    requests: list[EditRequest]
+    info: dict[str, Any]
+    deltas: dict[str, torch.Tensor]
+
+    def apply(self, model: TransformerBridge) -> EditResult:
+        """Apply the saved deltas to ``model``; the returned result can restore it."""
+        for name, delta in self.deltas.items():  # check everything before changing anything
+            parameter = hf_parameter(model, name)
+            if parameter.shape != delta.shape:
+                raise InvalidRequestError(
+                    f"saved delta for {name} has shape {tuple(delta.shape)} but the model's is {tuple(parameter.shape)}"
+                )
+        result = EditResult(model, self.method, list(self.requests), dict(self.info))
+        for name, delta in self.deltas.items():
+            result.apply_delta(name, delta.to(hf_parameter(model, name).device))
+        return result
+
+
+def load_edit(path: str | Path) -> SavedEdit:
+    """Read an edit written by :meth:`EditResult.save`."""
+    path = Path(path)
+    record = json.loads((path / "edit.json").read_text(encoding="utf-8"))
+    return SavedEdit(
+        method=record["method"],
+        requests=[EditRequest(**r) for r in record["requests"]],
+        info=record["info"],
+        deltas=load_file(path / "deltas.safetensors"),
+    )
