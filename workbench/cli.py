@@ -36,6 +36,28 @@ def build_parser() -> argparse.ArgumentParser:
     tracing.add_argument("--out", default="traces", help="output directory (default: ./traces)")
     tracing.set_defaults(handler=_run_trace)
 
+    editing = commands.add_parser("edit", help="rewrite one fact and show predictions before and after")
+    editing.add_argument("prompt", help='e.g. "The capital of France is"')
+    editing.add_argument("--subject", required=True)
+    editing.add_argument("--target", required=True, help="the new object, e.g. Rome")
+    editing.add_argument("--method", default="rome")
+    editing.add_argument("--layer", type=int, help="layer to edit (default: recommended by causal tracing)")
+    editing.add_argument("--also", action="append", default=[], metavar="PROMPT",
+                         help="another prompt to compare before/after (a paraphrase, a neighbour); repeatable")
+    editing.add_argument("--model", default="factgpt")
+    editing.add_argument("--save", help="directory to save the edit (deltas + description) to")
+    editing.set_defaults(handler=_run_edit)
+
+    bench = commands.add_parser("bench", help="CounterFact benchmark: edit each case independently, evaluate, restore")
+    bench.add_argument("--method", default="rome")
+    bench.add_argument("--cases", type=int, default=100, help="number of cases (default: 100)")
+    bench.add_argument("--layer", type=int, help="layer to edit (default: recommended by causal tracing)")
+    bench.add_argument("--data", help="a counterfact.json (default: the bundled model's benchmark)")
+    bench.add_argument("--model", default="factgpt")
+    bench.add_argument("--fluency-tokens", type=int, default=30, help="tokens per generation for fluency (0: skip)")
+    bench.add_argument("--out", default="results", help="output directory (default: ./results)")
+    bench.set_defaults(handler=_run_bench)
+
     zoo = commands.add_parser("zoo", help="the bundled fact model: retrain it, or train one on your own facts")
     zoo_commands = zoo.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
     train = zoo_commands.add_parser("train", help="train a fact model (deterministic for a seed)")
@@ -80,6 +102,45 @@ def _run_trace(args: argparse.Namespace) -> int:
     first = results[0]
     print(f"answer {first.answer.strip()!r}: clean p={first.clean_prob:.3f}, corrupted p={first.corrupted_prob:.3f}")
     print(f"figure: {figure_path}")
+    return 0
+
+
+def _run_edit(args: argparse.Namespace) -> int:
+    from workbench.edit.api import edit, request_from_prompt
+    from workbench.evaluate.views import before_after
+    from workbench.models import load_model
+
+    model = load_model(args.model)
+    request = request_from_prompt(args.prompt, args.subject, args.target)
+    prompts = [args.prompt, *args.also]
+    before = before_after(model, prompts)
+    with edit(model, request, args.method, layer=args.layer, progress=True) as result:
+        after = before_after(model, prompts)
+        if args.save:
+            print(f"edit saved to {result.save(args.save)}")
+        print(f"{args.method} edit at layer {result.info['layer']}: {args.subject!r} -> {args.target!r}\n")
+    for prompt in prompts:
+        print(f"{prompt!r}")
+        print(f"  before: {before[prompt]}")
+        print(f"  after:  {after[prompt]}")
+    return 0
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from workbench.data import read_counterfact
+    from workbench.evaluate.bench import run_bench
+    from workbench.models import load_model
+    from workbench.zoo.benchmark import benchmark
+
+    model = load_model(args.model)
+    records = read_counterfact(args.data)[: args.cases] if args.data else benchmark(args.cases)
+    result = run_bench(model, records, args.method, layer=args.layer, fluency_tokens=args.fluency_tokens)
+    path = result.save(Path(args.out) / f"bench_{args.method}_{len(records)}.json")
+    print(f"{args.method} at layer {result.layer}, {result.n_cases} cases, {result.edit_seconds:.2f} s per edit\n")
+    print(result.table())
+    print(f"\nresults: {path}")
     return 0
 
 

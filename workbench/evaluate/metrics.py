@@ -1,57 +1,80 @@
-"""CounterFact's probability metrics (Meng et al. 2022, "Locating and Editing Factual
-Associations in GPT", section 3 and appendix): efficacy, paraphrase and neighbourhood scores
-and magnitudes, and their harmonic mean.
+"""CounterFact's metrics (Meng et al. 2022, "Locating and Editing Factual Associations in GPT",
+section 3.2 and appendix), per case and summarised.
 
-A *score* is the share of prompts where one target beats the other; a *magnitude* is the mean
-difference of their probabilities. Rewrite and paraphrase prompts should prefer ``target_new``;
-neighbourhood prompts (other subjects with the same true object) should keep ``target_true``.
-Token-level accuracy (all target tokens argmax under teacher forcing), which some toolkits report
-under the same names, is given beside them as ``*_token_accuracy``.
+For a case with rewrite prompt, paraphrase prompts and neighbourhood prompts:
 
-Limits: fluency and consistency need generations and are not computed here.
+* Efficacy / Paraphrase Score: share of those prompts where p(target_new) > p(target_true);
+  Magnitude: mean p(target_new) - p(target_true).
+* Neighborhood Score: share of neighbourhood prompts (other subjects with the same true object)
+  where p(target_true) > p(target_new); Magnitude: mean p(target_true) - p(target_new).
+* Score: harmonic mean of the three scores (of their means over cases).
+
+Probabilities of multi-token targets are products over their tokens, teacher forced. Beside them,
+*token accuracy* (every target token is the argmax) is reported separately, because some
+toolkits report it under the same names: ``edit_success`` is the token accuracy of
+``target_new`` on rewrite and paraphrase prompts (Mitchell et al.'s in-scope Edit Success) and
+``neighborhood_accuracy`` that of ``target_true`` on neighbourhood prompts, whose drop after an
+edit is the Drawdown. Per-case values are averaged over prompts, then over cases, as in ROME.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from statistics import harmonic_mean
+from statistics import harmonic_mean, mean
 
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
 from workbench.evaluate.probabilities import score_targets
 
+GROUPS = ("efficacy", "paraphrase", "neighborhood")
+
+
+def case_prompts(record: CounterFactRecord) -> dict[str, list[str]]:
+    """The prompts of each group of one case."""
+    return {
+        "efficacy": [record.requested_rewrite.filled_prompt()],
+        "paraphrase": list(record.paraphrase_prompts),
+        "neighborhood": list(record.neighborhood_prompts),
+    }
+
+
+def case_metrics(model: TransformerBridge, records: Sequence[CounterFactRecord]) -> list[dict[str, float]]:
+    """Per-case scores, magnitudes and token accuracies, from two batched scoring passes."""
+    rows = []  # (case index, group, prompt)
+    for index, record in enumerate(records):
+        if record.requested_rewrite.target_true is None:
+            raise ValueError(f"case {record.case_id} has no target_true; CounterFact metrics need one")
+        for group, prompts in case_prompts(record).items():
+            rows.extend((index, group, prompt) for prompt in prompts)
+    prompts = [prompt for _, _, prompt in rows]
+    new = score_targets(model, prompts, [records[i].requested_rewrite.target_new for i, _, _ in rows])
+    true = score_targets(model, prompts, [records[i].requested_rewrite.target_true for i, _, _ in rows])
+    p_new, p_true = new.log_prob.exp().tolist(), true.log_prob.exp().tolist()
+    per_case: list[dict[str, list[float]]] = [{} for _ in records]
+    for row, (index, group, _) in enumerate(rows):
+        sign = -1 if group == "neighborhood" else 1
+        margin = sign * (p_new[row] - p_true[row])
+        values = per_case[index]
+        values.setdefault(f"{group}_score", []).append(100.0 * (margin > 0))
+        values.setdefault(f"{group}_magnitude", []).append(margin)
+        correct = true.tokens_correct[row] if group == "neighborhood" else new.tokens_correct[row]
+        key = "neighborhood_accuracy" if group == "neighborhood" else "edit_success"
+        values.setdefault(key, []).append(100.0 * bool(correct))
+    return [
+        {"case_id": record.case_id, **{key: mean(items) for key, items in values.items()}}
+        for record, values in zip(records, per_case)
+    ]
+
+
+def summarize(cases: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Means over cases of every metric, and Score, the harmonic mean of the three scores."""
+    keys = [key for key in cases[0] if key != "case_id"]
+    summary = {key: mean(case[key] for case in cases if key in case) for key in keys}
+    if all(f"{g}_score" in summary for g in GROUPS):
+        summary["score"] = harmonic_mean([summary[f"{g}_score"] for g in GROUPS])
+    return summary
+
 
 def counterfact_scores(model: TransformerBridge, records: Sequence[CounterFactRecord]) -> dict[str, float]:
-    """Efficacy, Paraphrase and Neighborhood Score and Magnitude, and Score, as percentages/probabilities.
-
-    Every prompt of every record is scored with both targets in a few batched passes.
-    """
-    groups: dict[str, list[tuple[str, str, str]]] = {"efficacy": [], "paraphrase": [], "neighborhood": []}
-    for record in records:
-        request = record.requested_rewrite
-        if request.target_true is None:
-            raise ValueError(f"case {record.case_id} has no target_true; CounterFact metrics need one")
-        pair = (request.target_new, request.target_true)
-        groups["efficacy"].append((request.filled_prompt(), *pair))
-        groups["paraphrase"].extend((p, *pair) for p in record.paraphrase_prompts)
-        groups["neighborhood"].extend((p, *pair) for p in record.neighborhood_prompts)
-    result: dict[str, float] = {}
-    for name, rows in groups.items():
-        if not rows:
-            continue
-        prompts = [p for p, _, _ in rows]
-        new = score_targets(model, prompts, [n for _, n, _ in rows])
-        true = score_targets(model, prompts, [t for _, _, t in rows])
-        p_new, p_true = new.log_prob.exp(), true.log_prob.exp()
-        wins = p_true > p_new if name == "neighborhood" else p_new > p_true
-        margin = p_true - p_new if name == "neighborhood" else p_new - p_true
-        result[f"{name}_score"] = 100 * wins.float().mean().item()
-        result[f"{name}_magnitude"] = margin.mean().item()
-        expected = true if name == "neighborhood" else new
-        result[f"{name}_token_accuracy"] = 100 * expected.token_accuracy.mean().item()
-    parts = [result.get(f"{n}_score") for n in groups]
-    if all(p is not None for p in parts):
-        result["score"] = harmonic_mean(parts)
-    return result
-
-
+    """The summarised CounterFact metrics of ``model`` on ``records`` (no edit is made)."""
+    return summarize(case_metrics(model, records))

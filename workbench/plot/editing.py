@@ -1,0 +1,48 @@
+"""Edit figures: p(target_new) against p(target_true) before and after an edit, per prompt group."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from transformer_lens.model_bridge import TransformerBridge
+
+from workbench.data import CounterFactRecord
+from workbench.evaluate.metrics import GROUPS, case_prompts
+from workbench.evaluate.probabilities import score_targets
+
+
+def target_probabilities(model: TransformerBridge, record: CounterFactRecord) -> dict[str, np.ndarray]:
+    """group -> ``[prompts, 2]`` array of (p(target_new), p(target_true)) on the case's prompts."""
+    request = record.requested_rewrite
+    result = {}
+    for group, prompts in case_prompts(record).items():
+        if prompts:
+            new = score_targets(model, prompts, [request.target_new] * len(prompts)).log_prob.exp()
+            true = score_targets(model, prompts, [request.target_true] * len(prompts)).log_prob.exp()
+            result[group] = np.stack([new.numpy(), true.numpy()], axis=1)
+    return result
+
+
+def plot_edit_probabilities(before: dict[str, np.ndarray], after: dict[str, np.ndarray], record: CounterFactRecord) -> Figure:
+    """Mean p(target_new) and p(target_true) on rewrite, paraphrase and neighbourhood prompts,
+    before and after the edit (error bars: min to max over the group's prompts)."""
+    request = record.requested_rewrite
+    groups = [g for g in GROUPS if g in before]
+    figure, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 3.2), constrained_layout=True, sharey=True)
+    for ax, group in zip(np.atleast_1d(axes), groups):
+        for offset, (label, values) in enumerate((("before", before[group]), ("after", after[group]))):
+            for column, (name, colour) in enumerate(((request.target_new, "tab:red"), (request.target_true, "tab:blue"))):
+                x = offset + (column - 0.5) * 0.35
+                data = values[:, column]
+                ax.bar(x, data.mean(), width=0.35, color=colour, alpha=0.85 if offset else 0.45,
+                       label=f"p({name!r})" if offset == 0 else None)
+                ax.errorbar(x, data.mean(), yerr=[[data.mean() - data.min()], [data.max() - data.mean()]],
+                            color="black", capsize=3, linewidth=1)
+        ax.set_xticks([0, 1])
+        ax.set_xticklabels(["before", "after"])
+        ax.set_title(f"{group} ({len(before[group])} prompt{'s' if len(before[group]) > 1 else ''})", fontsize=10)
+        ax.set_ylim(0, 1)
+    np.atleast_1d(axes)[0].set_ylabel("probability (teacher forced)")
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    figure.suptitle(f"{request.subject}: {request.target_true!r} -> {request.target_new!r}", fontsize=11)
+    return figure
