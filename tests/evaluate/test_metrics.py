@@ -1,0 +1,82 @@
+"""CounterFact metrics against probabilities computed independently with plain transformers."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+import workbench
+from workbench.data import CounterFactRecord, EditRequest
+from workbench.evaluate.fluency import generate, ngram_entropy
+from workbench.evaluate.metrics import case_metrics, summarize
+from workbench.evaluate.probabilities import score_targets
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dirs):
+    return workbench.load_model(tiny_model_dirs["gpt2"])
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_dirs):
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dirs["gpt2"]).eval()
+
+
+def _product_probability(reference, tokenizer, prompt: str, target: str) -> float:
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    target_ids = tokenizer(" " + target, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = reference(torch.tensor([prompt_ids + target_ids])).logits[0]
+    probability = 1.0
+    for i, token in enumerate(target_ids):
+        probability *= logits[len(prompt_ids) - 1 + i].softmax(-1)[token].item()
+    return probability
+
+
+def test_multi_token_probability_is_the_teacher_forced_product(model, reference):
+    prompts = ["The capital of France is", "Rome is the capital of", "Oxygen has the symbol"]
+    targets = ["Paris Berlin", "Italy", "O"]
+    scores = score_targets(model, prompts, targets)
+    for prompt, target, log_prob in zip(prompts, targets, scores.log_prob.tolist()):
+        expected = _product_probability(reference, model.tokenizer, prompt, target)
+        assert math.exp(log_prob) == pytest.approx(expected, rel=1e-4)
+
+
+def test_case_metrics_follow_their_definitions(model, reference):
+    record = CounterFactRecord(
+        case_id=7,
+        requested_rewrite=EditRequest("The capital of {} is", "France", "Rome", "Paris"),
+        paraphrase_prompts=("France has its capital in", "The capital city of France is"),
+        neighborhood_prompts=("The capital of Spain is",),
+        generation_prompts=(),
+    )
+    (case,) = case_metrics(model, [record])
+    p = lambda prompt, target: _product_probability(reference, model.tokenizer, prompt, target)  # noqa: E731
+    efficacy = p("The capital of France is", "Rome") - p("The capital of France is", "Paris")
+    assert case["efficacy_magnitude"] == pytest.approx(efficacy, rel=1e-3, abs=1e-9)
+    assert case["efficacy_score"] == (100.0 if efficacy > 0 else 0.0)
+    paraphrase = [p(q, "Rome") > p(q, "Paris") for q in record.paraphrase_prompts]
+    assert case["paraphrase_score"] == pytest.approx(100.0 * sum(paraphrase) / 2)
+    neighbour = p("The capital of Spain is", "Paris") - p("The capital of Spain is", "Rome")
+    assert case["neighborhood_magnitude"] == pytest.approx(neighbour, rel=1e-3, abs=1e-9)
+    assert case["case_id"] == 7
+    summary = summarize([case, case])
+    assert summary["efficacy_score"] == case["efficacy_score"]
+
+
+def test_score_is_the_harmonic_mean():
+    cases = [{"case_id": 0, "efficacy_score": 100.0, "paraphrase_score": 50.0, "neighborhood_score": 25.0}]
+    assert summarize(cases)["score"] == pytest.approx(3 / (1 / 100 + 1 / 50 + 1 / 25))
+
+
+def test_ngram_entropy_closed_form():
+    # four distinct bigrams and three distinct trigrams, each once: H2 = 2 bits, H3 = log2(3)
+    assert ngram_entropy("a b c d e") == pytest.approx((2 / 3 * 2 + 4 / 3 * math.log2(3)) / 2)
+    assert ngram_entropy("a a a a a") == 0.0
+
+
+def test_generation_is_reproducible(model):
+    prompts = ["The capital of France is", "Rome"]
+    assert generate(model, prompts, max_new_tokens=4, seed=1) == generate(model, prompts, max_new_tokens=4, seed=1)
