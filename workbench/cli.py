@@ -36,6 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     tracing.add_argument("--out", default="traces", help="output directory (default: ./traces)")
     tracing.set_defaults(handler=_run_trace)
 
+    attributing = commands.add_parser("attribute", help="integrated-gradients attribution to FFN neurons")
+    attributing.add_argument("prompt")
+    attributing.add_argument("--answer", help="answer to attribute (default: the model's top prediction)")
+    attributing.add_argument("--steps", type=int, default=20)
+    attributing.add_argument("--top", type=int, default=10, help="neurons to list (default: 10)")
+    attributing.add_argument("--model", default="factgpt")
+    attributing.add_argument("--out", default="attributions", help="output directory (default: ./attributions)")
+    attributing.set_defaults(handler=_run_attribute)
+
     editing = commands.add_parser("edit", help="rewrite one fact and show predictions before and after")
     editing.add_argument("prompt", help='e.g. "The capital of France is"')
     editing.add_argument("--subject", required=True)
@@ -102,6 +111,29 @@ def _run_trace(args: argparse.Namespace) -> int:
     first = results[0]
     print(f"answer {first.answer.strip()!r}: clean p={first.clean_prob:.3f}, corrupted p={first.corrupted_prob:.3f}")
     print(f"figure: {figure_path}")
+    return 0
+
+
+def _run_attribute(args: argparse.Namespace) -> int:
+    import re
+    from pathlib import Path
+
+    from workbench.locate.attribution import attribute
+    from workbench.locate.memories import memory
+    from workbench.models import load_model
+
+    model = load_model(args.model)
+    result = attribute(model, args.prompt, args.answer, steps=args.steps)
+    stem = re.sub(r"[^A-Za-z0-9]+", "_", args.prompt).strip("_")[:60] or "attribution"
+    out = Path(args.out)
+    saved = result.save(out / f"{stem}.json")
+    result.plot().savefig(out / f"{stem}.png", dpi=120)
+    print(f"p({result.answer.strip()!r}) = {result.output:.3f}; max |convergence delta| {abs(result.deltas).max():.2e}")
+    print(f"{'layer':>5} {'neuron':>6} {'attribution':>12}  top promoted tokens of its value")
+    for layer, neuron, score in result.top_neurons(args.top):
+        promoted = ", ".join(repr(t) for t, _ in memory(model, layer, neuron, k=3, corpus=[]).promoted)
+        print(f"{layer:>5} {neuron:>6} {score:>12.4f}  {promoted}")
+    print(f"saved {saved} and {out / f'{stem}.png'}")
     return 0
 
 

@@ -13,7 +13,6 @@ from matplotlib.figure import Figure
 if TYPE_CHECKING:
     from workbench.locate.attribution import NeuronAttribution
     from workbench.locate.memories import Memory
-    from workbench.locate.neurons import KnowledgeNeurons
     from workbench.locate.token_attribution import TokenAttribution
 
 
@@ -33,15 +32,14 @@ def plot_neuron_attribution(result: NeuronAttribution, ax: Axes | None = None) -
     return ax.figure
 
 
-def plot_knowledge_neuron_layers(found: Sequence[KnowledgeNeurons], n_layers: int) -> Figure:
+def plot_layer_counts(counts: Sequence[int], n_facts: int) -> Figure:
     """Share of knowledge neurons in each layer, over many facts (Dai et al., Figure 4)."""
-    counts = sum((kn.by_layer(n_layers) for kn in found), np.zeros(n_layers, dtype=int))
+    counts = np.asarray(counts)
     figure, ax = plt.subplots(figsize=(5, 3.2), constrained_layout=True)
-    total = counts.sum() or 1
-    ax.bar(range(n_layers), 100 * counts / total, color="tab:green")
+    ax.bar(range(len(counts)), 100 * counts / max(1, counts.sum()), color="tab:green")
     ax.set_xlabel("layer")
     ax.set_ylabel("share of knowledge neurons (%)")
-    ax.set_title(f"{int(counts.sum())} knowledge neurons of {len(found)} facts", fontsize=10)
+    ax.set_title(f"{int(counts.sum())} knowledge neurons of {n_facts} facts", fontsize=10)
     return figure
 
 
@@ -76,4 +74,21 @@ def plot_memory(memory: Memory, k: int = 10) -> Figure:
     table.set_fontsize(8)
     ax.set_title(f"value of neuron {memory.neuron} in layer {memory.layer}, read through the unembedding",
                  fontsize=10)
+    return figure
+
+
+def plot_intervention_study(study) -> Figure:
+    """Mean relative change of p(answer) when knowledge neurons are suppressed or amplified, for
+    the facts they were found for and for unrelated facts (Dai et al., Figure 3)."""
+    figure, ax = plt.subplots(figsize=(5.2, 3.4), constrained_layout=True)
+    modes = ["suppress", "amplify"]
+    for offset, (kind, colour) in enumerate((("related", "tab:green"), ("unrelated", "tab:gray"))):
+        values = [100 * getattr(study, f"{mode}_{kind}") for mode in modes]
+        ax.bar(np.arange(2) + (offset - 0.5) * 0.35, values, width=0.35, color=colour, label=f"{kind} facts")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(2))
+    ax.set_xticklabels(["suppress (x0)", "amplify (x2)"])
+    ax.set_ylabel("mean relative change of p(answer) (%)")
+    ax.set_title(f"knowledge neurons of {study.n_facts - study.facts_without_neurons} facts", fontsize=10)
+    ax.legend(fontsize=8)
     return figure

@@ -1,0 +1,94 @@
+"""Knowledge-neuron refinement (closed cases), interventions, and memories against direct reads."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import workbench
+from workbench import families
+from workbench.errors import InvalidRequestError
+from workbench.locate import neurons as neurons_module
+from workbench.locate.attribution import NeuronAttribution
+from workbench.locate.memories import memory
+from workbench.locate.neurons import KnowledgeNeurons, answer_probabilities, intervention_effect, knowledge_neurons
+from workbench.tokens import encode
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dirs):
+    return workbench.load_model(tiny_model_dirs["gpt2"])
+
+
+def _fake_attribution(prompt: str, peaks: dict[tuple[int, int], float]) -> NeuronAttribution:
+    values = np.zeros((2, 8), dtype=np.float32)
+    for (layer, neuron), value in peaks.items():
+        values[layer, neuron] = value
+    return NeuronAttribution(prompt, " x", 0, "prob", [0, 1], values, values, np.zeros(2), 0.5, np.zeros(2))
+
+
+def test_refinement_keeps_neurons_shared_by_enough_prompts(model, monkeypatch):
+    # per prompt, neurons above 0.2 x max: p1 {(0,1),(1,2)}, p2 {(0,1),(1,3)}, p3 {(0,1),(1,2)}
+    table = {
+        "p1": {(0, 1): 1.0, (1, 2): 0.5, (1, 5): 0.1},
+        "p2": {(0, 1): 2.0, (1, 3): 0.9, (1, 2): 0.3},
+        "p3": {(0, 1): 1.0, (1, 2): 0.25},
+        "n1": {(1, 2): 1.0},
+        "n2": {(1, 2): 1.0, (0, 1): 0.1},
+    }
+    monkeypatch.setattr(neurons_module, "attribute", lambda model, prompt, answer=None, steps=20: _fake_attribution(prompt, table[prompt]))
+    found = knowledge_neurons(model, ["p1", "p2", "p3"], "x", threshold=0.2, share=0.5)
+    assert found.per_prompt[1] == [[0, 1], [1, 3]]
+    assert found.neurons == [[0, 1], [1, 2]]  # (1,2) in p1 and p3 only: 2/3 > 0.5; (1,3) 1/3
+    strict = knowledge_neurons(model, ["p1", "p2", "p3"], "x", threshold=0.2, share=0.7)
+    assert strict.neurons == [[0, 1]]
+    refined = knowledge_neurons(model, ["p1", "p2", "p3"], "x", negative_prompts=["n1", "n2"])
+    assert refined.neurons == [[0, 1]]  # (1, 2) is salient for both unrelated prompts
+    assert list(refined.by_layer(2)) == [1, 0]
+
+
+def test_bad_thresholds(model):
+    with pytest.raises(InvalidRequestError):
+        knowledge_neurons(model, ["a"], "x", threshold=0)
+    with pytest.raises(InvalidRequestError):
+        knowledge_neurons(model, [], "x")
+
+
+def test_interventions_scale_the_activations(model):
+    prompts, answers = ["The capital of France is"], ["Paris"]
+    plain = answer_probabilities(model, prompts, answers)
+    assert np.array_equal(answer_probabilities(model, prompts, answers, [[0, 3]], 1.0), plain)
+    # independent check of suppression: zero the neuron by hand
+    ids = encode(model, prompts[0])
+
+    def zero(activation, hook):
+        activation[:, -1, 3] = 0
+        return activation
+
+    with torch.no_grad():
+        logits = model.run_with_hooks(ids, return_type="logits", fwd_hooks=[(families.Hooks.mlp_key(0), zero)])
+    answer = model.tokenizer(" Paris", add_special_tokens=False)["input_ids"][0]
+    expected = logits[0, -1].softmax(-1)[answer].item()
+    assert answer_probabilities(model, prompts, answers, [[0, 3]], 0.0)[0] == pytest.approx(expected, rel=1e-6)
+    effect = intervention_effect(model, [[0, 3]], prompts, answers, 0.0)
+    assert effect[0] == pytest.approx((expected - plain[0]) / plain[0], rel=1e-5)
+
+
+def test_memory_reads_key_value_and_vocabulary_directly(model):
+    found = memory(model, 1, 5, k=3, corpus=["The capital of France is Paris", "Rome is the capital of Italy"])
+    projection = families.mlp_out_projection(model, 1)
+    value = projection.weight[5].detach()  # Conv1D [d_mlp, d_model]: row 5 is neuron 5's value
+    np.testing.assert_allclose(found.value, value.numpy(), rtol=1e-6)
+    key = families.mlp_in_projections(model, 1)[0].weight[:, 5].detach()  # Conv1D [d_model, d_mlp]
+    np.testing.assert_allclose(next(iter(found.keys.values())), key.numpy(), rtol=1e-6)
+    logits = families.unembedding(model).weight.detach() @ value
+    assert found.promoted[0][0] == model.tokenizer.decode([int(logits.argmax())])
+    assert found.suppressed[0][0] == model.tokenizer.decode([int(logits.argmin())])
+    text, _, activation = found.top_prompts[0]
+    _, cache = model.run_with_cache(encode(model, text))
+    assert activation == pytest.approx(cache[families.Hooks.mlp_key(1)][0, :, 5].max().item(), rel=1e-5)
+
+
+def test_knowledge_neurons_round_trip(tmp_path):
+    found = KnowledgeNeurons(["a"], "x", [[0, 1]], [[[0, 1]]], {"threshold": 0.2})
+    assert KnowledgeNeurons.load(found.save(tmp_path / "kn.json")) == found
