@@ -30,9 +30,13 @@ test-slow: install
 
 figures: install
 	$(BIN)/python figures/causal_tracing.py
+	$(BIN)/python figures/knowledge_neurons.py
+	$(BIN)/python figures/rome.py
 
 bench: install
 	$(BIN)/python benchmarks/trace_speed.py
+	$(BIN)/python benchmarks/ig_speed.py
+	$(BIN)/python benchmarks/rome_speed.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
