@@ -38,3 +38,20 @@ def test_errors_are_reported_without_a_traceback(tiny_model_dirs, capsys):
     code = main(["trace", "The capital of France is", "--subject", "Spain", "--model", str(tiny_model_dirs["gpt2"])])
     assert code == 2
     assert "does not occur in prompt" in capsys.readouterr().err
+
+
+def test_attribute_lists_top_neurons_and_saves(tiny_model_dirs, tmp_path, capsys):
+    code = main(["attribute", "The capital of France is", "--steps", "4", "--top", "3",
+                 "--model", str(tiny_model_dirs["gpt2"]), "--out", str(tmp_path)])
+    assert code == 0
+    output = capsys.readouterr().out
+    assert "convergence delta" in output and len([l for l in output.splitlines() if l.strip()[:1].isdigit()]) == 3
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".png"]
+
+
+def test_edit_prints_before_and_after(tiny_model_dirs, capsys):
+    code = main(["edit", "The capital of France is", "--subject", "France", "--target", "Rome", "--layer", "0",
+                 "--model", str(tiny_model_dirs["gpt2"])])
+    assert code == 0
+    output = capsys.readouterr().out
+    assert "before:" in output and "after:" in output and "rome edit at layer 0" in output

@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     story = commands.add_parser("story", help="run the end-to-end story on the bundled fact model")
     story.add_argument("--model", default="factgpt", help="model name or directory (default: factgpt)")
+    story.add_argument("--out", default="figures", help="where to write the figures (default: ./figures)")
     story.set_defaults(handler=_run_story)
 
     tracing = commands.add_parser("trace", help="causal trace of a prompt: figure and saved result")
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_story(args: argparse.Namespace) -> int:
     from workbench.story import run_story
 
-    run_story(args.model)
+    run_story(args.model, args.out)
     return 0
 
 

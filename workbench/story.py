@@ -1,32 +1,55 @@
 """The main job: the end-to-end story of the workbench on the bundled fact model.
 
-So far it loads the model (or, if the bundled weights are missing, a freshly built tiny GPT-2)
-and shows it answering facts of its knowledge base, one per relation.
+1. the model answers facts of its knowledge base (one per relation);
+2. causal tracing of one fact, three kinds of state (figure);
+3. average indirect effect over many facts and the recommended edit layer (figure);
+4. a ROME edit with before/after predictions on the rewrite, a paraphrase and a neighbour;
+5. restore, checked bit-exact.
+
+Figures go to ``figures/`` (or ``out``); the printed summary says where. If the bundled weights
+are missing it falls back to a freshly built tiny GPT-2 and stops after step 1.
 """
 from __future__ import annotations
 
 import tempfile
+import time
+from pathlib import Path
+
+import matplotlib
 
 from workbench.errors import ModelNotFoundError
-from workbench.models import load_model
+from workbench.models import hf_state_dict, load_model
 from workbench.predict import greedy_completion, top_predictions
 from workbench.zoo.knowledge import facts_by_relation, load_facts
 from workbench.zoo.relations import RELATIONS
 from workbench.zoo.tiny import build_tiny_model
 
+TRACE_PROMPT, TRACE_SUBJECT = "The capital of Burkina Faso is", "Burkina Faso"
 
-def run_story(model_name: str = "factgpt") -> None:
-    """Print, for one fact per relation, the prompt, the true object and the model's answer."""
+
+def run_story(model_name: str = "factgpt", out: str | Path = "figures", n_facts: int = 60) -> None:
+    """Run the story and print its summary (this is the command line's job, so it prints)."""
+    matplotlib.use("Agg")
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     try:
         model = load_model(model_name)
-        label = model_name
     except ModelNotFoundError as missing:
         if model_name != "factgpt":
             raise
-        print(f"{missing}\nFalling back to a freshly built, untrained tiny GPT-2.")
+        print(f"{missing}\nFalling back to a freshly built, untrained tiny GPT-2 (its answers are noise).")
         model = load_model(build_tiny_model("gpt2", tempfile.mkdtemp(prefix="workbench-tiny-")))
-        label = "tiny random GPT-2 (its answers are noise)"
-    print(f"Model: {label}: {model.cfg.n_layers} layers, d_model {model.cfg.d_model}\n")
+        _facts_table(model)
+        return
+    print(f"== 1. {model_name}: {model.cfg.n_layers} layers, d_model {model.cfg.d_model}; what it knows\n")
+    _facts_table(model)
+    layer = _locate(model, out, n_facts)
+    _edit(model, layer)
+    print(f"\nfigures: {out.resolve()}  |  total time {time.perf_counter() - started:.0f} s")
+
+
+def _facts_table(model) -> None:
     rows = [("relation", "prompt", "true object", "model says", "p(top-1)")]
     for relation_id, facts in facts_by_relation(load_facts()).items():
         fact = facts[len(facts) // 2]
@@ -35,6 +58,58 @@ def run_story(model_name: str = "factgpt") -> None:
         best = top_predictions(model, prompt, k=1)[0]
         rows.append((relation_id, prompt, fact.object, answer, f"{best.probability:.2f}"))
     _print_table(rows)
+
+
+def _locate(model, out: Path, n_facts: int) -> int:
+    from workbench.locate.effects import LAST_SUBJECT, trace_many
+    from workbench.locate.tracing import trace
+    from workbench.plot.tracing import plot_trace_panels
+
+    traces = [trace(model, TRACE_PROMPT, TRACE_SUBJECT, kind=k, window=3) for k in ("hidden", "mlp", "attn")]
+    plot_trace_panels(traces).savefig(out / "story_causal_trace.png", dpi=110)
+    hidden = traces[0]
+    best_token, best_layer = divmod(int(hidden.indirect_effect.argmax()), hidden.scores.shape[1])
+    print(f"\n== 2. causal trace of {TRACE_PROMPT!r} -> {hidden.answer.strip()!r}")
+    print(f"clean p = {hidden.clean_prob:.3f}, subject corrupted p = {hidden.corrupted_prob:.3f}; strongest restoration: "
+          f"hidden state of {hidden.tokens[best_token]!r} at layer {best_layer} (p = {hidden.scores.max():.3f})")
+
+    groups = list(facts_by_relation(load_facts()).values())
+    facts = [group[i] for i in range(0, 200, 7) for group in groups if i < len(group)][:n_facts]
+    prompts = [(RELATIONS[f.relation_id].prompt(f.subject), f.subject, f.object) for f in facts]
+    effect = trace_many(model, prompts, samples=5, window=3)
+    effect.plot().savefig(out / "story_average_indirect_effect.png", dpi=110)
+    layer = effect.recommend_layer()
+    curve = effect.effects["mlp"][LAST_SUBJECT]
+    print(f"\n== 3. average indirect effect over {effect.n_facts} facts (mean clean p {effect.clean_prob:.2f}, "
+          f"corrupted {effect.corrupted_prob:.2f})")
+    print("MLP effect at the last subject token, by layer: " + "  ".join(f"{l}:{v:+.3f}" for l, v in enumerate(curve)))
+    print(f"recommended edit layer: {layer}")
+    return layer
+
+
+def _edit(model, layer: int) -> None:
+    import workbench
+    from workbench.evaluate.views import before_after
+    from workbench.zoo.benchmark import benchmark
+
+    record = benchmark(1)[0]
+    request = record.requested_rewrite
+    prompts = [request.filled_prompt(), record.paraphrase_prompts[0], record.neighborhood_prompts[0]]
+    roles = ["rewrite", "paraphrase", "neighbour"]
+    before = before_after(model, prompts)
+    weights = {name: tensor.clone() for name, tensor in hf_state_dict(model).items()}
+    started = time.perf_counter()
+    with workbench.edit(model, record, method="rome", layer=layer) as result:
+        seconds = time.perf_counter() - started
+        after = before_after(model, prompts)
+    restored = all(tensor.equal(weights[name]) for name, tensor in hf_state_dict(model).items())
+    print(f"\n== 4. ROME at layer {layer}: {request.subject!r}: {request.target_true!r} -> {request.target_new!r} "
+          f"({seconds:.1f} s, statistics included on first run)")
+    rows = [("prompt", "", "before", "after")]
+    rows += [(role, prompt, before[prompt], after[prompt]) for role, prompt in zip(roles, prompts)]
+    _print_table(rows)
+    print(f"\n== 5. restored: every weight bit-identical to the original: {restored} "
+          f"(changed during the edit: {', '.join(result.deltas)})")
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:

@@ -75,6 +75,7 @@ def test_interventions_scale_the_activations(model):
 
 
 def test_memory_reads_key_value_and_vocabulary_directly(model):
+    """GPT-2 layout (Conv1D); the Llama layout is checked in test_memory_of_a_gated_mlp."""
     found = memory(model, 1, 5, k=3, corpus=["The capital of France is Paris", "Rome is the capital of Italy"])
     projection = families.mlp_out_projection(model, 1)
     value = projection.weight[5].detach()  # Conv1D [d_mlp, d_model]: row 5 is neuron 5's value
@@ -92,3 +93,14 @@ def test_memory_reads_key_value_and_vocabulary_directly(model):
 def test_knowledge_neurons_round_trip(tmp_path):
     found = KnowledgeNeurons(["a"], "x", [[0, 1]], [[[0, 1]]], {"threshold": 0.2})
     assert KnowledgeNeurons.load(found.save(tmp_path / "kn.json")) == found
+
+
+def test_memory_of_a_gated_mlp(tiny_model_dirs):
+    llama = workbench.load_model(tiny_model_dirs["llama"])
+    found = memory(llama, 0, 2, k=2, corpus=[])
+    gate, up = families.mlp_in_projections(llama, 0)
+    assert set(found.keys) == {gate.name, up.name}
+    np.testing.assert_allclose(found.keys[up.name], up.weight[2].detach().numpy())  # Linear [d_mlp, d_model]
+    down = families.mlp_out_projection(llama, 0)
+    np.testing.assert_allclose(found.value, down.weight[:, 2].detach().numpy())
+    assert found.top_prompts == []

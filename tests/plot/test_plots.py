@@ -49,3 +49,28 @@ def test_patching_heatmap_is_centred_on_zero():
     low, high = figure.axes[0].collections[0].get_clim()
     assert low == -high == -2.0
     assert "logit" in figure.axes[1].get_ylabel()
+
+
+def test_attribution_plots_are_labelled():
+    from workbench.locate.attribution import NeuronAttribution
+    from workbench.locate.kn_analysis import InterventionStudy
+    from workbench.locate.memories import Memory
+    from workbench.locate.token_attribution import TokenAttribution
+    from workbench.plot.attribution import plot_layer_counts, plot_memory, plot_neuron_attribution
+
+    values = np.array([[0.1, -0.2, 0.0], [0.3, 0.0, 0.05]], dtype=np.float32)
+    ig = NeuronAttribution("p", " x", 1, "prob", [0, 1], values, values, np.zeros(2), 0.5, np.zeros(2))
+    ax = plot_neuron_attribution(ig).axes[0]
+    assert ax.get_xlabel() == "FFN neuron" and ax.get_ylabel() == "layer"
+    assert "+0.350" in ax.get_yticklabels()[1].get_text()  # the layer's total
+    tokens = TokenAttribution("a b", " c", ["a", " b"], np.array([0.1, 0.2]), np.zeros((3, 2)))
+    left, right = tokens.plot().axes[:2]
+    assert "p(' c')" in left.get_xlabel() or "p('c')" in left.get_xlabel()
+    assert right.get_xlabel().startswith("layer")
+    counts = plot_layer_counts([1, 3, 0], 4).axes[0]
+    assert [round(p.get_height()) for p in counts.patches] == [25, 75, 0]
+    memory = Memory(2, 7, {}, np.zeros(4), [(" a", 1.0)], [(" b", -1.0)], [])
+    assert "neuron 7" in plot_memory(memory).axes[0].get_title()
+    study = InterventionStudy(10, -0.5, -0.05, 0.4, 0.02, 3.0, 1, [1, 2], {})
+    bars = study.plot().axes[0]
+    assert "relative change" in bars.get_ylabel() and len(bars.patches) == 4
