@@ -82,6 +82,11 @@ def build_benchmark(
     return [_with_case_id(record, i) for i, record in enumerate(cases)]
 
 
+def first_tokens(tokenizer, facts: Sequence[Fact]) -> dict[str, int]:
+    """The first token id of every object, as a continuation after a space."""
+    return {f.object: tokenizer(" " + f.object, add_special_tokens=False)["input_ids"][0] for f in facts}
+
+
 def _with_case_id(record: CounterFactRecord, case_id: int) -> CounterFactRecord:
     return replace(record, case_id=case_id, requested_rewrite=replace(record.requested_rewrite, case_id=case_id))
 
@@ -105,9 +110,7 @@ def main() -> None:
     model = load_model()
     facts = load_facts()
     recall = measure_recall(model.original_model, model.tokenizer, with_default_templates(facts), progress=True)
-    tokenize = model.tokenizer
-    first_token = {f.object: tokenize(" " + f.object, add_special_tokens=False)["input_ids"][0] for f in facts}
-    records = build_benchmark(facts, recall.recalled, first_token)
+    records = build_benchmark(facts, recall.recalled, first_tokens(model.tokenizer, facts))
     write_counterfact(records, BENCHMARK_PATH)
     relations = defaultdict(int)
     for record in records:
