@@ -108,6 +108,10 @@ def _edit(model, layer: int) -> None:
     rows = [("prompt", "", "before", "after")]
     rows += [(role, prompt, before[prompt], after[prompt]) for role, prompt in zip(roles, prompts)]
     _print_table(rows)
+    if not after[prompts[0]].startswith(repr(request.target_new)):
+        print("The edit did not flip this fact. In this model the answer is read mostly at the last token\n"
+              "(step 3: the last-token curve dominates), so a single-position edit at the subject, as ROME\n"
+              "makes, is weak here; `workbench bench --method rome` measures how often it succeeds.")
     print(f"\n== 5. restored: every weight bit-identical to the original: {restored} "
           f"(changed during the edit: {', '.join(result.deltas)})")
 
