@@ -93,7 +93,7 @@ class PatchRunner:
         self.samples = corruption.samples if corruption else 1
         cfg = model.cfg
         pos = input_ids.shape[1]
-        per_row = 4 * pos * (cfg.n_layers * (6 * cfg.d_model + 2 * cfg.d_mlp + 2 * cfg.n_heads * pos) + cfg.d_vocab)
+        per_row = 4 * (pos * cfg.n_layers * (6 * cfg.d_model + 2 * cfg.d_mlp + 2 * cfg.n_heads * pos) + cfg.d_vocab)
         self.cells_per_batch = max(1, memory_budget // (per_row * self.samples))
 
     @torch.no_grad()
@@ -115,7 +115,9 @@ class PatchRunner:
         if self.corruption is not None:
             hooks.append((families.Hooks.embed, self.corruption.hook(len(cells))))
         inputs = self.input_ids.expand(len(cells) * samples, -1)
-        logits = self.model.run_with_hooks(inputs, return_type="logits", fwd_hooks=hooks)
+        # logits at the last position only: the unembedding of every position is a large share
+        # of a small model's forward pass
+        logits = self.model.run_with_hooks(inputs, return_type="logits", fwd_hooks=hooks, logits_to_keep=1)
         values = self.readout(logits[:, -1])
         return values.view(len(cells), samples).mean(1).cpu()
 
