@@ -24,6 +24,13 @@ def encode(model: TransformerBridge, prompt: str) -> Int[torch.Tensor, "1 pos"]:
     return ids.to(model.cfg.device)
 
 
+def pad_right(rows: list[list[int]], pad: int, device: torch.device | str = "cpu") -> Int[torch.Tensor, "batch pos"]:
+    """Token-id rows right-padded to one length. A causal model needs no attention mask for them:
+    real tokens never attend to the padding after them."""
+    width = max(map(len, rows))
+    return torch.tensor([row + [pad] * (width - len(row)) for row in rows], dtype=torch.long, device=device)
+
+
 @dataclass(frozen=True)
 class SubjectSpan:
     """A tokenized prompt and the half-open token range ``[start, end)`` covering the subject."""

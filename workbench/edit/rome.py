@@ -33,7 +33,7 @@ from workbench import families
 from workbench.data import EditRequest
 from workbench.edit.session import EditResult
 from workbench.edit.stats import second_moment
-from workbench.tokens import locate_subject
+from workbench.tokens import locate_subject, pad_right
 
 
 @dataclass(frozen=True)
@@ -100,17 +100,12 @@ def _prefixed(templates: list[str], request: EditRequest) -> tuple[list[str], li
     return texts, [template.index("{}") for template in templates]
 
 
-def _pad(rows: list[list[int]], pad: int, device) -> torch.Tensor:
-    width = max(map(len, rows))
-    return torch.tensor([row + [pad] * (width - len(row)) for row in rows], device=device)
-
-
 @torch.no_grad()
 def mean_key(model: TransformerBridge, layer: int, request: EditRequest, templates: list[str]) -> Float[torch.Tensor, "d_mlp"]:
     """k*: the MLP key at the subject's last token, averaged over the prefixed prompts."""
     texts, starts = _prefixed(templates, request)
     rows, positions = _subject_positions(model, texts, request.subject, starts)
-    input_ids = _pad(rows, model.tokenizer.pad_token_id, model.cfg.device)
+    input_ids = pad_right(rows, model.tokenizer.pad_token_id, model.cfg.device)
     _, cache = model.run_with_cache(input_ids, names_filter=lambda n: n == families.Hooks.mlp_key(layer))
     keys = cache[families.Hooks.mlp_key(layer)]
     return keys[torch.arange(len(rows)), torch.tensor(positions)].double().mean(0)
@@ -129,7 +124,7 @@ def optimise_value_delta(
     essence_rows, essence_positions = _subject_positions(model, [essence_text], request.subject, [0])
     rows = [row + target[:-1] for row in prompt_rows] + essence_rows
     positions = torch.tensor(prompt_positions + essence_positions, device=device)
-    input_ids = _pad(rows, tokenizer.pad_token_id, device)
+    input_ids = pad_right(rows, tokenizer.pad_token_id, device)
     n_prompts = len(prompt_rows)
     # where each target token is predicted: the position before it
     target_at = torch.tensor([[len(r) - 1 + i for i in range(len(target))] for r in prompt_rows], device=device)

@@ -13,6 +13,8 @@ import torch
 from jaxtyping import Bool, Float
 from transformer_lens.model_bridge import TransformerBridge
 
+from workbench.tokens import pad_right
+
 
 @dataclass(frozen=True)
 class TargetScores:
@@ -47,11 +49,8 @@ def score_targets(
     pad = tokenizer.pad_token_id
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
-        length = max(len(ids) for ids, _ in batch)
-        input_ids = torch.full((len(batch), length), pad, dtype=torch.long)
-        for row, (ids, _) in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-        logits = model(input_ids.to(model.cfg.device), return_type="logits").float()
+        input_ids = pad_right([ids for ids, _ in batch], pad, model.cfg.device)
+        logits = model(input_ids, return_type="logits").float()
         log_softmax = logits.log_softmax(-1).cpu()  # [batch, pos, vocab]
         for row, (ids, target_start) in enumerate(batch):
             positions = torch.arange(target_start - 1, len(ids) - 1)

@@ -127,18 +127,19 @@ class _LastPositionRunner:
                 handle.remove()
 
     @torch.no_grad()
-    def clean_activations(self) -> Float[torch.Tensor, "layers d_mlp"]:
+    def clean_run(self) -> tuple[Float[torch.Tensor, "d_vocab"], Float[torch.Tensor, "layers d_mlp"]]:
+        """The clean last-position logits and FFN activations of every chosen layer, in one pass."""
         captured = {}
         handles = [
             module.register_forward_pre_hook(lambda m, args, i=i: captured.__setitem__(i, args[0][0, 0].clone()))
             for i, module in enumerate(self.modules)
         ]
         try:
-            self.logits({}, 1)
+            logits = self.logits({}, 1)[0]
         finally:
             for handle in handles:
                 handle.remove()
-        return torch.stack([captured[i] for i in range(len(self.modules))])
+        return logits, torch.stack([captured[i] for i in range(len(self.modules))])
 
 
 def attribute(
@@ -171,8 +172,7 @@ def attribute(
         raise InvalidRequestError("steps must be at least 1")
     layers = list(range(families.n_layers(model))) if layers is None else [families.check_layer(model, l) for l in layers]
     runner = _LastPositionRunner(model, prompt, layers)
-    with torch.no_grad():
-        clean_logits = runner.logits({}, 1)[0]
+    clean_logits, activations = runner.clean_run()
     answer_id = int(clean_logits.argmax()) if answer is None else answer_token(model, answer)
 
     def readout(logits: torch.Tensor) -> torch.Tensor:
@@ -187,7 +187,6 @@ def attribute(
         replacements = {i: (rows, scaled[rows]) for i in range(n_layers) for rows in [(row_layer == i).nonzero()[:, 0]]}
         return readout(runner.logits(replacements, scaled.shape[0]))
 
-    activations = runner.clean_activations()
     batch = max(n_layers, internal_batch_size // n_layers * n_layers)
     attributions, delta = integrated_gradients(forward, activations, steps=steps, method=method,
                                                internal_batch_size=batch)

@@ -23,6 +23,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from workbench import families
 from workbench.errors import InvalidRequestError
 from workbench.results import JsonResult
+from workbench.tokens import pad_right
 
 
 @dataclass
@@ -77,8 +78,7 @@ def _top_activating(model, layer, neuron, corpus, k, batch_size) -> list:
     for start in range(0, len(corpus), batch_size):
         texts = corpus[start : start + batch_size]
         encoded = [model.tokenizer(t)["input_ids"] for t in texts]
-        width = max(map(len, encoded))
-        ids = torch.tensor([e + [pad] * (width - len(e)) for e in encoded], device=model.cfg.device)
+        ids = pad_right(encoded, pad, model.cfg.device)
         _, cache = model.run_with_cache(ids, names_filter=lambda n: n == hook)
         activations = cache[hook][..., neuron].float()  # [batch, pos]
         for row, e in enumerate(encoded):
