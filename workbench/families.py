@@ -175,6 +175,11 @@ class Projection:
         """A ``[d_out, d_in]`` view of the live weight (``y = W x``); writes go to the model."""
         return self.weight.T if self.layout == "conv1d" else self.weight
 
+    def to_stored(self, change: Float[torch.Tensor, "d_out d_in"]) -> torch.Tensor:
+        """A ``[d_out, d_in]`` change of the matrix in the parameter's stored layout and dtype."""
+        stored = change.T if self.layout == "conv1d" else change
+        return stored.to(self.weight.dtype)
+
     @property
     def d_in(self) -> int:
         return self.matrix().shape[1]

@@ -64,3 +64,8 @@ def locate_subject(model: TransformerBridge, prompt: str, subject: str, search_f
     ]
     input_ids = encode(model, prompt)
     return SubjectSpan(input_ids, positions[0], positions[-1] + 1)
+
+
+def target_ids(model: TransformerBridge, target: str) -> list[int]:
+    """Token ids of ``target`` as a continuation of a prompt: a leading space, no BOS."""
+    return model.tokenizer(" " + target.strip(), add_special_tokens=False)["input_ids"]

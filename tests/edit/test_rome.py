@@ -88,7 +88,7 @@ def test_failure_part_way_restores_the_weights(models, monkeypatch):
     model = models["gpt2"]
     before = _snapshot(model)
     calls = {"n": 0}
-    original = rome_module.optimise_value_delta
+    original = rome_module.optimise_value_deltas
 
     def fail_on_second(*args, **kwargs):
         calls["n"] += 1
@@ -96,7 +96,7 @@ def test_failure_part_way_restores_the_weights(models, monkeypatch):
             raise RuntimeError("simulated failure")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(rome_module, "optimise_value_delta", fail_on_second)
+    monkeypatch.setattr(rome_module, "optimise_value_deltas", fail_on_second)
     second = EditRequest("{} is a city in", "Rome", "France", "Italy")
     with pytest.raises(RuntimeError, match="simulated"):
         workbench.edit(model, [REQUEST, second], layer=0, **FAST)

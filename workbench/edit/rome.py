@@ -31,9 +31,10 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
 from workbench.data import EditRequest
+from workbench.edit.contexts import mean_keys, sample_prefixes
 from workbench.edit.session import EditResult
 from workbench.edit.stats import second_moment
-from workbench.tokens import locate_subject, pad_right
+from workbench.edit.targets import ValueSearch, optimise_value_deltas
 
 
 @dataclass(frozen=True)
@@ -62,112 +63,16 @@ class RomeHyperParams:
     mom2_n_samples: int | None = None
     seed: int = 0
 
+    def value_search(self) -> ValueSearch:
+        """The settings of the search for delta (:mod:`workbench.edit.targets`)."""
+        return ValueSearch(self.v_steps, self.v_lr, self.v_weight_decay, self.clamp_norm_factor,
+                           self.kl_factor, self.stop_loss)
+
 
 def hyperparameters_for(model: TransformerBridge) -> RomeHyperParams:
     """Default ROME settings for the model's family (the same for every family so far)."""
     families.family_of(model)  # refuses unsupported families early
     return RomeHyperParams()
-
-
-@torch.no_grad()
-def sample_prefixes(model: TransformerBridge, spec: tuple[tuple[int, int], ...], seed: int) -> list[str]:
-    """Context templates ``"{}"`` plus ``"<prefix>. {}"`` for random prefixes sampled from the model
-    (top-5 sampling after BOS), as the reference does to average keys over contexts."""
-    generator = torch.Generator().manual_seed(seed)
-    bos = model.tokenizer.bos_token_id
-    templates = ["{}"]
-    for length, count in spec:
-        ids = torch.full((count, 1), bos, dtype=torch.long, device=model.cfg.device)
-        for _ in range(length):
-            logits = model(ids, return_type="logits")[:, -1].float().cpu()
-            top = logits.topk(5, dim=-1)
-            choice = torch.multinomial(top.values.softmax(-1), 1, generator=generator)
-            ids = torch.cat([ids, top.indices.gather(1, choice).to(ids.device)], dim=1)
-        for row in ids[:, 1:]:
-            text = model.tokenizer.decode(row, skip_special_tokens=True).replace("{", "").replace("}", "")
-            templates.append(text.strip() + ". {}")
-    return templates
-
-
-def _subject_positions(model: TransformerBridge, texts: list[str], subject: str, prefix_chars: list[int]):
-    """Token ids of each text and the position of the subject's last token (after the prefix)."""
-    spans = [locate_subject(model, text, subject, search_from=start) for text, start in zip(texts, prefix_chars)]
-    return [span.input_ids[0].tolist() for span in spans], [span.last for span in spans]
-
-
-def _prefixed(templates: list[str], request: EditRequest) -> tuple[list[str], list[int]]:
-    texts = [template.format(request.filled_prompt()) for template in templates]
-    return texts, [template.index("{}") for template in templates]
-
-
-@torch.no_grad()
-def mean_key(model: TransformerBridge, layer: int, request: EditRequest, templates: list[str]) -> Float[torch.Tensor, "d_mlp"]:
-    """k*: the MLP key at the subject's last token, averaged over the prefixed prompts."""
-    texts, starts = _prefixed(templates, request)
-    rows, positions = _subject_positions(model, texts, request.subject, starts)
-    input_ids = pad_right(rows, model.tokenizer.pad_token_id, model.cfg.device)
-    _, cache = model.run_with_cache(input_ids, names_filter=lambda n: n == families.Hooks.mlp_key(layer))
-    keys = cache[families.Hooks.mlp_key(layer)]
-    return keys[torch.arange(len(rows)), torch.tensor(positions)].double().mean(0)
-
-
-def optimise_value_delta(
-    model: TransformerBridge, layer: int, request: EditRequest, templates: list[str], hparams: RomeHyperParams
-) -> tuple[Float[torch.Tensor, "d_model"], dict]:
-    """delta such that adding it to layer ``layer``'s MLP output at the subject's last token makes
-    ``target_new`` likely in every prefixed prompt (ROME's v* = W k* + delta)."""
-    tokenizer, device = model.tokenizer, model.cfg.device
-    target = tokenizer(" " + request.target_new.strip(), add_special_tokens=False)["input_ids"]
-    texts, starts = _prefixed(templates, request)
-    prompt_rows, prompt_positions = _subject_positions(model, texts, request.subject, starts)
-    essence_text = f"{request.subject} is a"
-    essence_rows, essence_positions = _subject_positions(model, [essence_text], request.subject, [0])
-    rows = [row + target[:-1] for row in prompt_rows] + essence_rows
-    positions = torch.tensor(prompt_positions + essence_positions, device=device)
-    input_ids = pad_right(rows, tokenizer.pad_token_id, device)
-    n_prompts = len(prompt_rows)
-    # where each target token is predicted: the position before it
-    target_at = torch.tensor([[len(r) - 1 + i for i in range(len(target))] for r in prompt_rows], device=device)
-    target_ids = torch.tensor(target, device=device).expand(n_prompts, -1)
-    essence_last = len(essence_rows[0]) - 1
-    hook_name = families.Hooks.mlp_out(layer)
-
-    with torch.no_grad():
-        _, cache = model.run_with_cache(input_ids, names_filter=lambda n: n == hook_name)
-        original_value = cache[hook_name][0, positions[0]].float()
-        original_logits = model(input_ids[n_prompts:], return_type="logits")[0, essence_last].float()
-        original_log_probs = original_logits.log_softmax(-1)
-
-    delta = torch.zeros(model.cfg.d_model, device=device, requires_grad=True)
-    optimiser = torch.optim.Adam([delta], lr=hparams.v_lr)
-    max_norm = hparams.clamp_norm_factor * original_value.norm()
-    row_index = torch.arange(len(rows), device=device)
-
-    def add_delta(activation, hook=None):
-        # in place: the bridge passes on the tensor it handed to the hook
-        activation[row_index, positions] += delta.to(activation.dtype)
-        return activation
-
-    history = []
-    for _ in range(hparams.v_steps):
-        logits = model.run_with_hooks(input_ids, return_type="logits", fwd_hooks=[(hook_name, add_delta)]).float()
-        log_probs = logits[:n_prompts].log_softmax(-1)
-        picked = log_probs[torch.arange(n_prompts, device=device)[:, None], target_at, target_ids]
-        nll = -picked.mean()
-        essence = logits[n_prompts, essence_last].log_softmax(-1)
-        kl = torch.nn.functional.kl_div(essence, original_log_probs, log_target=True, reduction="sum")
-        decay = hparams.v_weight_decay * delta.norm() ** 2 / original_value.norm() ** 2
-        loss = nll + hparams.kl_factor * kl + decay
-        history.append({"nll": nll.item(), "kl": kl.item(), "loss": loss.item()})
-        if nll.item() < hparams.stop_loss:
-            break
-        (gradient,) = torch.autograd.grad(loss, [delta])
-        delta.grad = gradient
-        optimiser.step()
-        with torch.no_grad():
-            if delta.norm() > max_norm:
-                delta.mul_(max_norm / delta.norm())
-    return delta.detach(), {"steps": len(history), "final_nll": history[-1]["nll"], "history": history}
 
 
 def rank_one_update(
@@ -198,11 +103,11 @@ def apply_rome(
     templates = sample_prefixes(model, hparams.prefixes, hparams.seed)
     details = []
     for request in tqdm(requests, desc="ROME", disable=not progress or len(requests) < 2):
-        key = mean_key(model, layer, request, templates)
-        delta, info = optimise_value_delta(model, layer, request, templates, hparams)
+        key = mean_keys(model, layer, [request], templates)[0]
+        found = optimise_value_deltas(model, families.Hooks.mlp_out(layer), [request], templates, hparams.value_search())
+        delta = found.deltas[0]
         update = rank_one_update(projection.matrix().detach(), key, delta, moment)  # [d_out, d_in]
-        stored = update.T if projection.layout == "conv1d" else update
-        result.apply_delta(projection.name, stored.to(projection.weight.dtype))
-        details.append({"subject": request.subject, "v_steps": info["steps"], "final_nll": info["final_nll"],
+        result.apply_delta(projection.name, projection.to_stored(update))
+        details.append({"subject": request.subject, "v_steps": found.steps[0], "final_nll": found.final_nll[0],
                         "delta_norm": delta.norm().item()})
     result.info.update({"layer": layer, "hparams": hparams.__dict__, "requests": details, "prefixes": templates})
