@@ -17,7 +17,8 @@ from workbench.errors import (
     SubjectNotInPromptError,
     TargetAlreadyPredictedError,
 )
-from workbench.models import hf_state_dict
+from weights import changed as _changed
+from weights import snapshot as _snapshot
 
 REQUEST = EditRequest("The capital of {} is", "France", "Rome", "Paris")
 FAST = {"v_steps": 5, "mom2_n_samples": 200, "prefixes": ((3, 2),)}
@@ -26,14 +27,6 @@ FAST = {"v_steps": 5, "mom2_n_samples": 200, "prefixes": ((3, 2),)}
 @pytest.fixture(scope="module")
 def models(tiny_model_dirs):
     return {family: workbench.load_model(tiny_model_dirs[family]) for family in ("gpt2", "llama")}
-
-
-def _snapshot(model) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().clone() for name, tensor in hf_state_dict(model).items()}
-
-
-def _changed(model, before) -> set[str]:
-    return {name for name, tensor in hf_state_dict(model).items() if not torch.equal(tensor, before[name])}
 
 
 def test_rank_one_update_closed_form():

@@ -2,21 +2,36 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from transformer_lens.model_bridge import TransformerBridge
 
-from workbench import families
 from workbench.data import CounterFactRecord, EditRequest
-from workbench.edit.layers import default_edit_layer
-from workbench.edit.rome import RomeHyperParams, apply_rome, hyperparameters_for
+from workbench.edit import finetune, kn, memit, rome
 from workbench.edit.session import EditResult
 from workbench.errors import InvalidRequestError, SubjectNotInPromptError, TargetAlreadyPredictedError
 from workbench.evaluate.probabilities import score_targets
 from workbench.tokens import locate_subject
 
-EDITORS = {"rome": (RomeHyperParams, hyperparameters_for, apply_rome)}
-"""method -> (hyper-parameter class, family defaults, editor)."""
+
+@dataclasses.dataclass(frozen=True)
+class Editor:
+    """One editing method: its default hyper-parameters for a model, and the function applying it
+    as ``apply(result, requests, layer, hparams, progress)``."""
+
+    defaults: Callable[[TransformerBridge], Any]
+    apply: Callable[..., None]
+
+
+EDITORS: dict[str, Editor] = {
+    "rome": Editor(rome.hyperparameters_for, rome.apply_rome),
+    "memit": Editor(memit.hyperparameters_for, memit.apply_memit),
+    "kn": Editor(kn.hyperparameters_for, kn.apply_kn),
+    "ft": Editor(finetune.ft_hyperparameters, finetune.apply_finetune),
+    "ft-l": Editor(finetune.ft_l_hyperparameters, finetune.apply_finetune),
+}
+"""method name -> :class:`Editor`."""
 
 Requests = EditRequest | CounterFactRecord | Sequence[EditRequest | CounterFactRecord]
 
@@ -26,7 +41,8 @@ def edit(
     requests: Requests,
     method: str = "rome",
     *,
-    layer: int | None = None,
+    layer: int | Sequence[int] | None = None,
+    check_targets: bool = True,
     progress: bool = False,
     **hparams,
 ) -> EditResult:
@@ -34,10 +50,15 @@ def edit(
 
     Args:
         requests: one or more :class:`~workbench.data.EditRequest` (or CounterFact records).
-        method: ``"rome"`` (Meng et al. 2022).
+        method: ``"rome"`` (Meng et al. 2022), ``"memit"`` (Meng et al. 2023), ``"kn"`` (Dai et
+            al. 2022), ``"ft"`` or ``"ft-l"`` (fine-tuning baselines, Zhu et al. 2020).
         layer: the layer to edit; ``None`` takes the layer recommended by causal tracing
-            (:func:`workbench.edit.layers.default_edit_layer`).
-        hparams: overrides of the method's hyper-parameters (see :class:`RomeHyperParams`).
+            (:func:`workbench.edit.layers.default_edit_layer`). MEMIT also takes a list of layers;
+            knowledge-neuron editing reads it as "only neurons of this layer".
+        check_targets: refuse requests whose ``target_new`` the model already predicts.
+        hparams: overrides of the method's hyper-parameters (:class:`~workbench.edit.rome.RomeHyperParams`,
+            :class:`~workbench.edit.memit.MemitHyperParams`, :class:`~workbench.edit.kn.KnHyperParams`,
+            :class:`~workbench.edit.finetune.FineTuneHyperParams`).
 
     Use as ``with workbench.edit(model, request) as result: ...`` to undo the edit on exit, or
     call ``result.restore()``. Bad input raises before any weight changes; an editor that fails
@@ -45,18 +66,18 @@ def edit(
     """
     if method not in EDITORS:
         raise InvalidRequestError(f"unknown method {method!r}; choose one of {sorted(EDITORS)}")
-    hparam_class, defaults_for, editor = EDITORS[method]
-    known = {f.name for f in dataclasses.fields(hparam_class)}
+    editor = EDITORS[method]
+    defaults = editor.defaults(model)
+    known = {f.name for f in dataclasses.fields(defaults)}
     unknown = set(hparams) - known
     if unknown:
         raise InvalidRequestError(f"unknown {method} hyper-parameters {sorted(unknown)}; valid: {sorted(known)}")
-    settings = dataclasses.replace(defaults_for(model), **hparams)
+    settings = dataclasses.replace(defaults, **hparams)
     batch = _as_requests(requests)
-    validate_requests(model, batch)
-    layer = default_edit_layer(model) if layer is None else families.check_layer(model, layer)
+    validate_requests(model, batch, check_targets=check_targets)
     result = EditResult(model, method, batch)
     try:
-        editor(result, batch, layer, settings, progress)
+        editor.apply(result, batch, layer, settings, progress)
     except BaseException:
         result.restore()
         raise
@@ -83,11 +104,21 @@ def _as_requests(requests: Requests) -> list[EditRequest]:
     return batch
 
 
-def validate_requests(model: TransformerBridge, requests: list[EditRequest]) -> None:
-    """Refuse requests no editor can carry out: subject missing from the prompt, a target the model
-    already predicts (every target token top-1)."""
+def validate_requests(model: TransformerBridge, requests: list[EditRequest], *, check_targets: bool = True) -> None:
+    """Refuse requests no editor can carry out: subject missing from the prompt, an empty target,
+    one fact given two different new objects, and (if ``check_targets``) a target the model already
+    predicts (every target token top-1)."""
+    wanted: dict[tuple[str, str], str] = {}
     for request in requests:
         locate_subject(model, request.filled_prompt(), request.subject)
+        fact = (request.subject, request.relation_id or request.prompt)
+        if wanted.setdefault(fact, request.target_new) != request.target_new:
+            raise InvalidRequestError(
+                f"conflicting targets for {request.subject!r} ({fact[1]}): {wanted[fact]!r} and "
+                f"{request.target_new!r}; a batch can rewrite a fact only once"
+            )
+    if not check_targets:
+        return
     scores = score_targets(model, [r.filled_prompt() for r in requests], [r.target_new for r in requests])
     for request, already in zip(requests, scores.tokens_correct.tolist()):
         if already:

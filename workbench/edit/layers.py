@@ -13,6 +13,7 @@ from pathlib import Path
 
 from transformer_lens.model_bridge import TransformerBridge
 
+from workbench import families
 from workbench.edit.stats import DEFAULT_CACHE, weights_fingerprint
 from workbench.errors import InvalidRequestError
 from workbench.locate.effects import trace_many
@@ -65,3 +66,12 @@ def default_edit_layer(
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({"layer": layer, "n_facts": effect.n_facts}))
     return layer
+
+
+def edit_layer(model: TransformerBridge, layer: int | None) -> int:
+    """``layer`` checked against the model, or the recommended layer when it is ``None``."""
+    if layer is None:
+        return default_edit_layer(model)
+    if not isinstance(layer, int):
+        raise InvalidRequestError(f"this method edits one layer; got {layer!r}")
+    return families.check_layer(model, layer)

@@ -32,6 +32,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from workbench import families
 from workbench.data import EditRequest
 from workbench.edit.contexts import mean_keys, sample_prefixes
+from workbench.edit.layers import edit_layer
 from workbench.edit.session import EditResult
 from workbench.edit.stats import second_moment
 from workbench.edit.targets import ValueSearch, optimise_value_deltas
@@ -92,12 +93,14 @@ def rank_one_update(
 
 
 def apply_rome(
-    result: EditResult, requests: list[EditRequest], layer: int, hparams: RomeHyperParams, progress: bool = False
+    result: EditResult, requests: list[EditRequest], layer: int | None, hparams: RomeHyperParams, progress: bool = False
 ) -> None:
-    """Apply ROME for each request in turn at ``layer``, writing through ``result``."""
+    """Apply ROME for each request in turn at ``layer`` (default: the layer recommended by causal
+    tracing), writing through ``result``."""
     from tqdm.auto import tqdm
 
     model = result.model
+    layer = edit_layer(model, layer)
     projection = families.mlp_out_projection(model, layer)
     moment = second_moment(model, layer, n_samples=hparams.mom2_n_samples, progress=progress)
     templates = sample_prefixes(model, hparams.prefixes, hparams.seed)

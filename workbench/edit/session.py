@@ -55,6 +55,16 @@ class EditResult:
             parameter.add_(delta)
         self._deltas[name] += delta
 
+    def set_change(self, name: str, change: torch.Tensor) -> None:
+        """Make the parameter ``name`` its original value plus ``change`` (the total, not an increment)."""
+        if name not in self._originals:
+            self.apply_delta(name, torch.zeros_like(hf_parameter(self.model, name)))
+        parameter = hf_parameter(self.model, name)
+        change = change.to(parameter.dtype)
+        with torch.no_grad():
+            parameter.copy_(self._originals[name] + change)
+        self._deltas[name] = change.clone()
+
     def restore(self) -> None:
         """Put every changed parameter back, bit-exactly. Safe to call twice."""
         with torch.no_grad():

@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -33,6 +34,29 @@ from workbench.errors import InvalidRequestError
 from workbench.models import hf_state_dict
 
 DEFAULT_CACHE = Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")) / "stats"
+
+_PINNED: dict[int, str] = {}
+"""id(model) -> weights fingerprint whose statistics are served while edits accumulate."""
+
+
+@contextmanager
+def pinned_statistics(model: TransformerBridge) -> Iterator[str]:
+    """Serve the statistics of ``model``'s current weights while edits pile up inside the block.
+
+    Editors applied one after another without restoring change the weights, and with them the
+    cache key; the reference implementations keep using the statistics of the unedited model,
+    which is what this does. Statistics not yet computed when the pin was taken are computed on
+    first use if the weights are still unchanged, and refused otherwise (caching them under the
+    pinned key would mislabel them). Yields the pinned fingerprint.
+    """
+    fingerprint = _PINNED.get(id(model)) or weights_fingerprint(model)
+    outer = id(model) in _PINNED
+    _PINNED[id(model)] = fingerprint
+    try:
+        yield fingerprint
+    finally:
+        if not outer:
+            del _PINNED[id(model)]
 
 def default_corpus() -> list[str]:
     """The bundled fact model's training sentences (every fact under every template)."""
@@ -132,13 +156,17 @@ def second_moment(
     if cache_dir is None:
         total, count = accumulate_second_moment(model, layer, texts, progress=progress, total=len(texts))
         return total / count
-    key = hashlib.sha256(
-        json.dumps([weights_fingerprint(model), layer, _corpus_fingerprint(texts), len(texts)]).encode()
-    ).hexdigest()[:32]
+    fingerprint = _PINNED.get(id(model)) or weights_fingerprint(model)
+    key = hashlib.sha256(json.dumps([fingerprint, layer, _corpus_fingerprint(texts), len(texts)]).encode()).hexdigest()[:32]
     path = Path(cache_dir) / f"second_moment_{key}.safetensors"
     cached = _read_cache(path)
     if cached is not None:
         return cached.to(model.cfg.device)
+    if fingerprint != weights_fingerprint(model):
+        raise InvalidRequestError(
+            f"the statistics of layer {layer} were pinned before the model was edited but not computed then; "
+            "compute them (workbench.edit.stats.second_moment) before editing, or leave the pinned block"
+        )
     total, count = accumulate_second_moment(model, layer, texts, progress=progress, total=len(texts))
     moment = total / count
     _write_cache(path, moment, {"layer": str(layer), "tokens": str(count), "texts": str(len(texts))})

@@ -39,8 +39,6 @@ class ValueSearch:
     clamp_norm_factor: float = 4.0
     kl_factor: float = 0.0625
     stop_loss: float = 5e-2
-    chunk_requests: int = 32
-    """Requests optimised together in one batch."""
 
 
 @dataclass(frozen=True)
@@ -61,11 +59,13 @@ def optimise_value_deltas(
     templates: Sequence[str],
     search: ValueSearch,
     *,
+    chunk_requests: int = 32,
     progress: bool = False,
 ) -> ValueDeltas:
     """delta_i for every request, added at ``hook_name`` at the subject's last token in every
-    context (``templates[0]`` must be the bare ``"{}"``)."""
-    chunks = [requests[i : i + search.chunk_requests] for i in range(0, len(requests), search.chunk_requests)]
+    context (``templates[0]`` must be the bare ``"{}"``); ``chunk_requests`` requests are
+    optimised together in one batch."""
+    chunks = [requests[i : i + chunk_requests] for i in range(0, len(requests), chunk_requests)]
     parts = [
         _optimise_chunk(model, hook_name, chunk, templates, search)
         for chunk in tqdm(chunks, desc="target vectors", disable=not progress or len(chunks) < 2)

@@ -1,0 +1,128 @@
+"""MEMIT on tiny models: closed form, agreement with ROME, batched target search, reversibility."""
+from __future__ import annotations
+
+import pytest
+import torch
+from weights import changed, snapshot
+
+import workbench
+from workbench import families
+from workbench.data import EditRequest
+from workbench.edit.contexts import mean_keys
+from workbench.edit.memit import memit_layers, spread_update
+from workbench.edit.rome import rank_one_update
+from workbench.edit.targets import ValueSearch, optimise_value_deltas
+from workbench.errors import InvalidRequestError, LayerOutOfRangeError
+from workbench.evaluate.probabilities import score_targets
+
+REQUESTS = [
+    EditRequest("The capital of {} is", "France", "Rome", "Paris"),
+    EditRequest("{} is a city in", "Rome", "France", "Italy"),
+    EditRequest("The official language of {} is", "Peru", "German", "Spanish"),
+]
+FAST = {"v_steps": 5, "mom2_n_samples": 200, "prefixes": ((3, 2),)}
+# a single-layer MEMIT with a vanishing lambda and a bare NLL objective is ROME (Sherman-Morrison)
+PLAIN = {"v_steps": 8, "v_weight_decay": 0.0, "kl_factor": 0.0, "clamp_norm_factor": 1e6, "mom2_n_samples": 200,
+         "prefixes": ((3, 2),)}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Four-layer tiny models: an edit at a layer must have later layers that read it."""
+    from workbench.zoo.tiny import build_tiny_model
+
+    root = tmp_path_factory.mktemp("deeper-tiny-models")
+    return {family: workbench.load_model(build_tiny_model(family, root / family, n_layers=4))
+            for family in ("gpt2", "llama")}
+
+
+def test_spread_update_of_one_key_is_a_shrunk_rank_one_update():
+    torch.manual_seed(0)
+    d_out, d_in, weight = 4, 6, 3.0
+    factor = torch.randn(d_in, 2 * d_in, dtype=torch.float64)
+    moment = factor @ factor.T / (2 * d_in)
+    key, residual = torch.randn(d_in, dtype=torch.float64), torch.randn(d_out, dtype=torch.float64)
+    update = spread_update(key[None], residual[None], moment, weight)
+    quadratic = key @ torch.linalg.solve(moment, key)  # k^T C^-1 k
+    expected = rank_one_update(torch.zeros(d_out, d_in, dtype=torch.float64), key, residual, moment)
+    torch.testing.assert_close(update, expected * quadratic / (weight + quadratic))
+
+
+def test_spread_update_solves_the_regularised_least_squares():
+    torch.manual_seed(1)
+    d_out, d_in, n, weight = 3, 5, 4, 0.7
+    factor = torch.randn(d_in, 3 * d_in, dtype=torch.float64)
+    moment = factor @ factor.T / (3 * d_in)
+    keys, residuals = torch.randn(n, d_in, dtype=torch.float64), torch.randn(n, d_out, dtype=torch.float64)
+    update = spread_update(keys, residuals, moment, weight)
+    # gradient of weight * tr(D C D^T) + ||D K - R||^2 vanishes at the minimiser
+    gradient = weight * update @ moment + (update @ keys.T - residuals.T) @ keys
+    torch.testing.assert_close(gradient, torch.zeros_like(gradient), atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_single_layer_memit_matches_rome(models, family):
+    model = models[family]
+    request = REQUESTS[0]
+
+    def log_p():
+        return score_targets(model, [request.filled_prompt()], [request.target_new]).log_prob
+
+    unedited = log_p()
+    with workbench.edit(model, request, "rome", layer=0, **PLAIN) as rome:
+        rome_log_p, (rome_delta,) = log_p(), rome.deltas.values()
+    with workbench.edit(model, request, "memit", layer=[0], mom2_update_weight=1e-6, **PLAIN) as memit:
+        memit_log_p, (memit_delta,) = log_p(), memit.deltas.values()
+    assert rome_delta.abs().max() > 1e-4 and (rome_log_p - unedited).abs().item() > 1e-3  # not a no-op
+    torch.testing.assert_close(memit_delta, rome_delta, atol=1e-6, rtol=1e-3)
+    torch.testing.assert_close(memit_log_p, rome_log_p, atol=1e-3, rtol=0)
+
+
+def test_batched_target_search_equals_one_request_at_a_time(models):
+    model = models["gpt2"]
+    templates = ["{}", "Hello there. {}"]
+    search = ValueSearch(steps=4)
+    hook = families.Hooks.resid_post(1)
+    together = optimise_value_deltas(model, hook, REQUESTS, templates, search)
+    for i, request in enumerate(REQUESTS):
+        alone = optimise_value_deltas(model, hook, [request], templates, search)
+        torch.testing.assert_close(together.deltas[i], alone.deltas[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(together.original[i], alone.original[0])
+
+
+def test_mean_keys_are_per_request_averages(models):
+    model = models["llama"]
+    templates = ["{}", "Once upon a time. {}"]
+    keys = mean_keys(model, 0, REQUESTS, templates)
+    for i, request in enumerate(REQUESTS):
+        torch.testing.assert_close(keys[i], mean_keys(model, 0, [request], templates)[0])
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_only_the_memit_layers_change_and_restore_is_bit_exact(models, family):
+    model = models[family]
+    before = snapshot(model)
+    with workbench.edit(model, REQUESTS, "memit", layer=1, span=2, **FAST) as result:
+        expected = {families.mlp_out_projection(model, l).name for l in (0, 1)}
+        assert changed(model, before) == expected == set(result.deltas)
+        assert result.info["layers"] == [0, 1]
+    assert changed(model, before) == set()
+
+
+def test_memit_layers(models):
+    model = models["gpt2"]
+    assert memit_layers(model, 1, span=3) == [0, 1]
+    assert memit_layers(model, [1, 0, 1], span=3) == [0, 1]
+    with pytest.raises(LayerOutOfRangeError):
+        memit_layers(model, [0, 9], span=1)
+
+
+def test_conflicting_targets_and_empty_batches_are_refused_untouched(models):
+    model = models["gpt2"]
+    before = snapshot(model)
+    conflicting = [REQUESTS[0], EditRequest("The capital of {} is", "France", "Berlin", "Paris")]
+    with pytest.raises(InvalidRequestError, match="conflicting targets"):
+        workbench.edit(model, conflicting, "memit", layer=1, **FAST)
+    with pytest.raises(InvalidRequestError, match="no edit requests"):
+        workbench.edit(model, [], "memit", layer=1)
+    assert changed(model, before) == set()

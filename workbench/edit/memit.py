@@ -1,0 +1,126 @@
+"""MEMIT: Mass-Editing Memory in a Transformer (Meng et al. 2023, "Mass-Editing Memory in a
+Transformer", sections 4.3-4.4, Algorithm 1).
+
+Write many facts at once into the MLP output projections of a range of layers R = {l_1 < ... < l_L}:
+
+1. **Targets** z_i = h_i + delta_i: for each request, the residual stream after the last layer of R
+   at the subject's last token, moved by a delta found exactly as ROME's v* (NLL of
+   ``target_new`` over prefixed prompts, KL on "{subject} is a", norm bound), here for all requests
+   in one batched search (:mod:`workbench.edit.targets`).
+2. **Spread** over the layers in ascending order: at layer l, with the keys K (the mean MLP key
+   of each request, one column each, recomputed with the earlier layers already updated) and the
+   residual still missing at the last layer, R = (z - h_current) / (layers left), solve in float64
+
+       Delta_l = R K^T (lambda C_l + K K^T)^-1,
+
+   the least-squares change that maps the new keys to the residual while keeping every key of the
+   corpus (second moment C_l) where it was, weighted by lambda (the papers' ``mom2_update_weight``:
+   how many corpus keys one unit of C counts for against the new ones).
+
+Limits: the edit works only where the model reads facts from the subject's last token in the
+edited layers (check with causal tracing, :func:`workbench.trace_many`); C is estimated on the
+available corpus (the bundled model's training sentences by default) and, as in the reference,
+from the unedited model even when edits accumulate.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from tqdm.auto import tqdm
+
+from workbench import families
+from workbench.data import EditRequest
+from workbench.edit.contexts import mean_keys, sample_prefixes, values_at_subject
+from workbench.edit.layers import edit_layer
+from workbench.edit.rome import RomeHyperParams
+from workbench.edit.session import EditResult
+from workbench.edit.stats import second_moment
+from workbench.edit.targets import optimise_value_deltas
+from workbench.errors import InvalidRequestError
+
+
+@dataclass(frozen=True)
+class MemitHyperParams(RomeHyperParams):
+    """MEMIT's settings: ROME's search settings for the targets plus the spread over layers.
+
+    Defaults follow the paper's GPT-J values where they transfer (clamp 0.75, lambda 15,000), with
+    one context prefix group of 5 tokens to keep thousands of targets affordable on a CPU.
+
+    Attributes:
+        span: number of consecutive layers edited, ending at the given (or recommended) layer.
+        mom2_update_weight: lambda, the weight of the corpus keys' second moment against the edits.
+        chunk_requests: requests whose targets are searched for in one batch (bounds memory).
+    """
+
+    clamp_norm_factor: float = 0.75
+    prefixes: tuple[tuple[int, int], ...] = ((5, 3),)
+    span: int = 3
+    mom2_update_weight: float = 15000.0
+    chunk_requests: int = 64
+
+
+def hyperparameters_for(model) -> MemitHyperParams:
+    """Default MEMIT settings for the model's family (the same for every family so far)."""
+    families.family_of(model)
+    return MemitHyperParams()
+
+
+def memit_layers(model, layer: int | Sequence[int] | None, span: int) -> list[int]:
+    """The edited layers: ``layer`` as a list, or the ``span`` layers ending at ``layer`` (default:
+    the layer recommended by causal tracing), clipped at layer 0."""
+    if layer is not None and not isinstance(layer, int):
+        chosen = sorted({families.check_layer(model, l) for l in layer})
+        if not chosen:
+            raise InvalidRequestError("MEMIT needs at least one layer")
+        return chosen
+    if span < 1:
+        raise InvalidRequestError(f"span must be at least 1, got {span}")
+    last = edit_layer(model, layer)
+    return list(range(max(0, last - span + 1), last + 1))
+
+
+def spread_update(
+    keys: Float[torch.Tensor, "n d_in"],
+    residuals: Float[torch.Tensor, "n d_out"],
+    moment: Float[torch.Tensor, "d_in d_in"],
+    weight: float,
+) -> Float[torch.Tensor, "d_out d_in"]:
+    """Delta = R K^T (weight * C + K K^T)^-1 in float64 (columns of K and R are the requests)."""
+    keys, residuals = keys.double(), residuals.double()
+    system = weight * moment.double() + keys.T @ keys  # [d_in, d_in]
+    solved = torch.linalg.solve(system, keys.T)  # [d_in, n] = (weight C + K K^T)^-1 K
+    return residuals.T @ solved.T
+
+
+def apply_memit(
+    result: EditResult, requests: list[EditRequest], layer: int | Sequence[int] | None, hparams: MemitHyperParams,
+    progress: bool = False,
+) -> None:
+    """Write all ``requests`` at once into the MLP output projections of the MEMIT layers."""
+    model = result.model
+    layers = memit_layers(model, layer, hparams.span)
+    target_hook = families.Hooks.resid_post(layers[-1])
+    moments = {l: second_moment(model, l, n_samples=hparams.mom2_n_samples, progress=progress) for l in layers}
+    templates = sample_prefixes(model, hparams.prefixes, hparams.seed)
+    found = optimise_value_deltas(model, target_hook, requests, templates, hparams.value_search(),
+                                  chunk_requests=hparams.chunk_requests, progress=progress)
+    targets = found.original.double() + found.deltas.double()  # z_i, [n, d_model]
+    update_norms = {}
+    for done, l in enumerate(tqdm(layers, desc="MEMIT layers", disable=not progress)):
+        keys = mean_keys(model, l, requests, templates)  # [n, d_mlp]
+        missing = targets - values_at_subject(model, target_hook, requests)  # [n, d_model]
+        update = spread_update(keys, missing / (len(layers) - done), moments[l], hparams.mom2_update_weight)
+        projection = families.mlp_out_projection(model, l)
+        result.apply_delta(projection.name, projection.to_stored(update))
+        update_norms[l] = update.norm().item()
+    result.info.update({
+        "layers": layers,
+        "hparams": hparams.__dict__,
+        "prefixes": templates,
+        "update_norms": update_norms,
+        "target_steps": found.steps,
+        "target_final_nll": found.final_nll,
+    })
