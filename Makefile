@@ -32,6 +32,7 @@ figures: install
 	$(BIN)/python figures/causal_tracing.py
 	$(BIN)/python figures/knowledge_neurons.py
 	$(BIN)/python figures/rome.py
+	$(BIN)/python figures/scaling.py
 
 bench: install
 	$(BIN)/python benchmarks/trace_speed.py

@@ -58,9 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     editing.add_argument("--save", help="directory to save the edit (deltas + description) to")
     editing.set_defaults(handler=_run_edit)
 
-    bench = commands.add_parser("bench", help="CounterFact benchmark: edit each case independently, evaluate, restore")
-    bench.add_argument("--method", default="rome")
+    bench = commands.add_parser(
+        "bench", help="CounterFact benchmark: edit each case independently (default), or many at once (--edits)")
+    bench.add_argument("--method", default="rome", help="rome, memit, kn, ft or ft-l (default: rome)")
     bench.add_argument("--cases", type=int, default=100, help="number of cases (default: 100)")
+    bench.add_argument("--methods", help="scaling study: comma-separated methods, e.g. rome,memit,kn,ft,ft-l")
+    bench.add_argument("--edits", help="scaling study: comma-separated numbers of edits, e.g. 1,10,100,1000")
+    bench.add_argument("--mode", choices=("batch", "sequential"), default="batch",
+                       help="scaling study: all edits in one call, or one group after another (default: batch)")
+    bench.add_argument("--batch-size", type=int, default=1, help="sequential mode: edits per group (default: 1)")
     bench.add_argument("--layer", type=int, help="layer to edit (default: recommended by causal tracing)")
     bench.add_argument("--data", help="a counterfact.json (default: the bundled model's benchmark)")
     bench.add_argument("--model", default="factgpt")
@@ -167,6 +173,8 @@ def _run_bench(args: argparse.Namespace) -> int:
     from workbench.models import load_model
     from workbench.zoo.benchmark import benchmark
 
+    if args.edits or args.methods:
+        return _run_scaling(args)
     model = load_model(args.model)
     records = read_counterfact(args.data)[: args.cases] if args.data else benchmark(args.cases)
     result = run_bench(model, records, args.method, layer=args.layer, fluency_tokens=args.fluency_tokens)
@@ -174,6 +182,29 @@ def _run_bench(args: argparse.Namespace) -> int:
     print(f"{args.method} at layer {result.layer}, {result.n_cases} cases, {result.edit_seconds:.2f} s per edit\n")
     print(result.table())
     print(f"\nresults: {path}")
+    return 0
+
+
+def _run_scaling(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from workbench.data import read_counterfact
+    from workbench.evaluate.scaling import run_scaling
+    from workbench.models import load_model
+    from workbench.plot.scaling import plot_scaling
+    from workbench.zoo.benchmark import benchmark
+
+    methods = (args.methods or args.method).split(",")
+    counts = [int(n) for n in (args.edits or str(args.cases)).split(",")]
+    model = load_model(args.model)
+    records = read_counterfact(args.data)[: max(counts)] if args.data else benchmark(max(counts))
+    result = run_scaling(model, records, methods, counts, mode=args.mode, batch_size=args.batch_size,
+                         fluency_tokens=args.fluency_tokens)
+    stem = Path(args.out) / f"scaling_{args.mode}_{'-'.join(methods)}_{max(counts)}"
+    path = result.save(stem.with_suffix(".json"))
+    plot_scaling([result]).savefig(stem.with_suffix(".png"), dpi=120)
+    print(result.table())
+    print(f"\nresults: {path}\nfigure: {stem.with_suffix('.png')}")
     return 0
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from weights import changed, snapshot
+from weights_snapshot import changed, snapshot
 
 import workbench
 from workbench import families

@@ -17,8 +17,8 @@ from workbench.errors import (
     SubjectNotInPromptError,
     TargetAlreadyPredictedError,
 )
-from weights import changed as _changed
-from weights import snapshot as _snapshot
+from weights_snapshot import changed as _changed
+from weights_snapshot import snapshot as _snapshot
 
 REQUEST = EditRequest("The capital of {} is", "France", "Rome", "Paris")
 FAST = {"v_steps": 5, "mom2_n_samples": 200, "prefixes": ((3, 2),)}

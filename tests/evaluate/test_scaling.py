@@ -1,0 +1,60 @@
+"""The scaling study on the bundled model: both modes leave the model as it was; bad input is refused."""
+from __future__ import annotations
+
+import pytest
+from weights_snapshot import changed, snapshot
+
+import workbench
+from workbench.errors import InvalidRequestError
+from workbench.evaluate.metrics import case_metrics, summarize
+from workbench.evaluate.resources import PeakMemory
+from workbench.evaluate.scaling import ScalingResult, run_scaling
+from workbench.zoo.benchmark import benchmark
+
+
+@pytest.fixture(scope="module")
+def model():
+    return workbench.load_model()
+
+
+@pytest.mark.parametrize("mode", ["batch", "sequential"])
+def test_scaling_runs_every_method_and_count_and_restores(model, mode, tmp_path):
+    records = benchmark(3)
+    before = snapshot(model)
+    result = run_scaling(model, records, ["ft", "kn"], [1, 3], mode=mode, fluency_cases=2, fluency_tokens=5,
+                         progress=False)
+    assert changed(model, before) == set()
+    assert [(r["method"], r["n_edits"]) for r in result.runs] == [("ft", 1), ("ft", 3), ("kn", 1), ("kn", 3)]
+    unedited = summarize(case_metrics(model, records))
+    assert result.runs[1]["before"]["efficacy_score"] == unedited["efficacy_score"]
+    # unconstrained fine-tuning on one rewrite prompt flips that fact (ROME's FT baseline: ES 100)
+    assert result.runs[0]["after"]["efficacy_score"] == 100.0
+    assert all(r["edit_seconds"] > 0 and r["peak_mb"] > 0 for r in result.runs)
+    reloaded = ScalingResult.load(result.save(tmp_path / "scaling.json"))
+    assert reloaded.runs == result.runs and "ES" in reloaded.table()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"mode": "shuffled"}, "unknown mode"),
+        ({"edit_counts": [5]}, "between 1 and"),
+        ({"edit_counts": [0]}, "between 1 and"),
+        ({"methods": []}, "at least one method"),
+        ({"mode": "sequential", "batch_size": 0}, "batch_size"),
+    ],
+)
+def test_bad_scaling_requests_are_refused(model, kwargs, message):
+    arguments = {"methods": ["ft"], "edit_counts": [1], **kwargs}
+    with pytest.raises(InvalidRequestError, match=message):
+        run_scaling(model, benchmark(3), arguments.pop("methods"), arguments.pop("edit_counts"), progress=False,
+                    **arguments)
+
+
+def test_peak_memory_sees_a_large_allocation():
+    with PeakMemory() as small:
+        pass
+    with PeakMemory(interval=0.001) as large:
+        block = bytearray(200 * 2**20)
+        block[::4096] = b"x" * len(block[::4096])
+    assert large.megabytes - small.megabytes > 150

@@ -1,0 +1,114 @@
+"""How editing methods hold up as edits pile up (the scaling study of Meng et al. 2023, Figure 1).
+
+For each method and each number of edits N, the first N CounterFact cases are written into the
+model and all N are measured with the CounterFact metrics, then the model is restored:
+
+* ``batch``: all N edits in one call of the editor (what MEMIT is built for; ROME and the
+  knowledge-neuron editor apply a batch request by request);
+* ``sequential``: the edits arrive in groups of ``batch_size`` (1 by default), each written on
+  top of the previous ones without restoring, as a user accumulating edits over time would.
+
+Statistics (C) are those of the unedited model throughout (:func:`workbench.edit.stats.pinned_statistics`).
+Each run records edit wall time and peak memory. Limits: the fluency of a run is measured on the
+generation prompts of at most ``fluency_cases`` of its cases, to keep large N affordable.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+from transformer_lens.model_bridge import TransformerBridge
+
+from workbench.data import CounterFactRecord
+from workbench.edit.api import edit
+from workbench.edit.stats import pinned_statistics
+from workbench.errors import InvalidRequestError
+from workbench.evaluate.fluency import fluency
+from workbench.evaluate.metrics import case_metrics, summarize
+from workbench.evaluate.resources import PeakMemory
+from workbench.results import JsonResult
+
+MODES = ("batch", "sequential")
+
+
+@dataclass
+class ScalingResult(JsonResult):
+    """One row per (method, number of edits): metrics before and after, time and memory."""
+
+    mode: str
+    batch_size: int
+    runs: list = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+
+    def table(self, metrics: Sequence[str] = ("efficacy_score", "paraphrase_score", "neighborhood_score", "score",
+                                               "fluency")) -> str:
+        """Plain-text table: method, N, each metric after the edits, seconds, peak MB."""
+        short = {"efficacy_score": "ES", "paraphrase_score": "PS", "neighborhood_score": "NS", "score": "S",
+                 "fluency": "fluency"}
+        header = f"{'method':<8}{'N':>6}" + "".join(f"{short.get(m, m):>9}" for m in metrics) + f"{'seconds':>10}{'peak MB':>9}"
+        lines = [header, "-" * len(header)]
+        for run in self.runs:
+            values = "".join(f"{run['after'].get(m, float('nan')):>9.1f}" for m in metrics)
+            lines.append(f"{run['method']:<8}{run['n_edits']:>6}{values}{run['edit_seconds']:>10.1f}{run['peak_mb']:>9.0f}")
+        return "\n".join(lines)
+
+
+def run_scaling(
+    model: TransformerBridge,
+    records: Sequence[CounterFactRecord],
+    methods: Sequence[str],
+    edit_counts: Sequence[int],
+    *,
+    mode: str = "batch",
+    batch_size: int = 1,
+    fluency_cases: int = 20,
+    fluency_tokens: int = 20,
+    progress: bool = True,
+    hparams: dict[str, dict] | None = None,
+) -> ScalingResult:
+    """Measure every method at every number of edits; the model is left unedited.
+
+    Args:
+        hparams: per-method hyper-parameter overrides, e.g. ``{"memit": {"span": 2}}``.
+    """
+    if mode not in MODES:
+        raise InvalidRequestError(f"unknown mode {mode!r}; choose one of {MODES}")
+    if not methods or not edit_counts:
+        raise InvalidRequestError("give at least one method and one number of edits")
+    if max(edit_counts) > len(records) or min(edit_counts) < 1:
+        raise InvalidRequestError(f"numbers of edits must be between 1 and the {len(records)} cases available")
+    if batch_size < 1:
+        raise InvalidRequestError(f"batch_size must be at least 1, got {batch_size}")
+    hparams = hparams or {}
+    result = ScalingResult(mode=mode, batch_size=batch_size if mode == "sequential" else 0,
+                           settings={"fluency_cases": fluency_cases, "fluency_tokens": fluency_tokens, "hparams": hparams})
+    befores = {n: _measure(model, records[:n], fluency_cases, fluency_tokens) for n in sorted(set(edit_counts))}
+    plan = [(method, n) for method in methods for n in sorted(set(edit_counts))]
+    for method, n in tqdm(plan, desc=f"scaling ({mode})", disable=not progress):
+        cases = list(records[:n])
+        groups = [cases] if mode == "batch" else [cases[i : i + batch_size] for i in range(0, n, batch_size)]
+        applied = []
+        with pinned_statistics(model):
+            try:
+                started = time.perf_counter()
+                with PeakMemory(model.cfg.device) as peak:
+                    for group in groups:
+                        applied.append(edit(model, group, method, check_targets=False, **hparams.get(method, {})))
+                seconds = time.perf_counter() - started
+                after = _measure(model, cases, fluency_cases, fluency_tokens)
+            finally:
+                for edit_result in reversed(applied):
+                    edit_result.restore()
+        result.runs.append({"method": method, "n_edits": n, "before": befores[n], "after": after,
+                            "edit_seconds": seconds, "peak_mb": peak.megabytes})
+    return result
+
+
+def _measure(model: TransformerBridge, cases: Sequence[CounterFactRecord], fluency_cases: int, tokens: int) -> dict:
+    metrics = summarize(case_metrics(model, cases))
+    prompts = [case.generation_prompts[0] for case in cases[:fluency_cases] if case.generation_prompts]
+    if prompts and tokens:
+        metrics["fluency"] = fluency(model, prompts, max_new_tokens=tokens)
+    return metrics

@@ -1,0 +1,46 @@
+"""The scaling figure (after Meng et al. 2023, Figure 1): each CounterFact metric against the number
+of edits, one line per method, solid for batch and dashed for sequential editing."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from workbench.evaluate.scaling import ScalingResult
+
+LABELS = {
+    "efficacy_score": "Efficacy Score (%)",
+    "paraphrase_score": "Paraphrase Score (%)",
+    "neighborhood_score": "Neighborhood Score (%)",
+    "score": "Score (%)",
+    "fluency": "Fluency (n-gram entropy)",
+}
+STYLES = {"batch": "-", "sequential": "--"}
+
+
+def plot_scaling(results: Sequence[ScalingResult], metrics: Sequence[str] = tuple(LABELS)) -> Figure:
+    """One panel per metric; x: number of edits (log scale); the unedited model's value on the
+    largest set of cases is the dotted grey line."""
+    figure, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 3.3), constrained_layout=True)
+    colours = {}
+    for ax, metric in zip(np.atleast_1d(axes), metrics):
+        for result in results:
+            methods = list(dict.fromkeys(run["method"] for run in result.runs))
+            for method in methods:
+                runs = sorted((r for r in result.runs if r["method"] == method), key=lambda r: r["n_edits"])
+                colour = colours.setdefault(method, f"C{len(colours)}")
+                label = f"{method} ({result.mode})"
+                ax.plot([r["n_edits"] for r in runs], [r["after"].get(metric, np.nan) for r in runs],
+                        STYLES.get(result.mode, "-"), marker="o", markersize=3, color=colour, label=label)
+            largest = max(result.runs, key=lambda r: r["n_edits"])
+            if metric in largest["before"]:
+                ax.axhline(largest["before"][metric], color="grey", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("number of edits")
+        ax.set_ylabel(LABELS.get(metric, metric))
+        ax.set_title(LABELS.get(metric, metric).split(" (")[0], fontsize=10)
+    np.atleast_1d(axes)[0].legend(fontsize=7, loc="best")
+    figure.suptitle("Editing at scale on CounterFact cases (dotted: unedited model)", fontsize=11)
+    return figure
