@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import FAMILIES
 
 import workbench
 from workbench import families
 from workbench.errors import LayerOutOfRangeError
 from workbench.tokens import encode
-
-from conftest import FAMILIES
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,13 @@ import socket
 
 import pytest
 import torch
+from conftest import FAMILIES, NetworkBlockedError
 from transformers import AutoModelForCausalLM, OPTConfig, OPTForCausalLM
 
 import workbench
 from workbench import families
 from workbench.errors import ModelNotFoundError, UnsupportedModelError
 from workbench.tokens import encode
-
-from conftest import FAMILIES, NetworkBlockedError
 
 PROMPT = "The capital of France is Paris. Rome is"
 

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from workbench.errors import DatasetFormatError
+
 ResultT = TypeVar("ResultT", bound="JsonResult")
 
 
@@ -32,7 +34,7 @@ class JsonResult:
         """Read a result written by :meth:`save`."""
         record = json.loads(Path(path).read_text(encoding="utf-8"))
         if record.get("type") != cls.__name__:
-            raise ValueError(f"{path} holds a {record.get('type')!r}, not a {cls.__name__}")
+            raise DatasetFormatError(f"{path} holds a {record.get('type')!r}, not a {cls.__name__}")
         return cls(**{name: _decode(value) for name, value in record["fields"].items()})
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from weights_snapshot import changed as _changed
+from weights_snapshot import snapshot as _snapshot
 
 import workbench
 from workbench import families
@@ -17,8 +19,6 @@ from workbench.errors import (
     SubjectNotInPromptError,
     TargetAlreadyPredictedError,
 )
-from weights_snapshot import changed as _changed
-from weights_snapshot import snapshot as _snapshot
 
 REQUEST = EditRequest("The capital of {} is", "France", "Rome", "Paris")
 FAST = {"v_steps": 5, "mom2_n_samples": 200, "prefixes": ((3, 2),)}

@@ -4,14 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import FAMILIES
 
 import workbench
 from workbench import families
 from workbench.errors import InvalidRequestError, SubjectNotInPromptError
 from workbench.locate.tracing import TraceResult, trace
 from workbench.tokens import locate_subject
-
-from conftest import FAMILIES
 
 PROMPT, SUBJECT = "The capital of France is", "France"
 

@@ -24,6 +24,7 @@ from statistics import harmonic_mean, mean
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
+from workbench.errors import InvalidRequestError
 from workbench.evaluate.probabilities import score_targets
 
 GROUPS = ("efficacy", "paraphrase", "neighborhood")
@@ -43,7 +44,7 @@ def case_metrics(model: TransformerBridge, records: Sequence[CounterFactRecord])
     rows = []  # (case index, group, prompt)
     for index, record in enumerate(records):
         if record.requested_rewrite.target_true is None:
-            raise ValueError(f"case {record.case_id} has no target_true; CounterFact metrics need one")
+            raise InvalidRequestError(f"case {record.case_id} has no target_true; CounterFact metrics need one")
         for group, prompts in case_prompts(record).items():
             rows.extend((index, group, prompt) for prompt in prompts)
     prompts = [prompt for _, _, prompt in rows]

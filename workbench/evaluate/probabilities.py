@@ -13,6 +13,7 @@ import torch
 from jaxtyping import Bool, Float
 from transformer_lens.model_bridge import TransformerBridge
 
+from workbench.errors import InvalidRequestError
 from workbench.tokens import pad_right
 
 
@@ -38,7 +39,7 @@ def score_targets(
     in a causal model because real tokens never attend to later padding.
     """
     if len(prompts) != len(targets):
-        raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
+        raise InvalidRequestError(f"{len(prompts)} prompts but {len(targets)} targets")
     tokenizer = model.tokenizer
     rows = []
     for prompt, target in zip(prompts, targets):

@@ -13,8 +13,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    from workbench.locate.tracing import TraceResult
     from workbench.locate.effects import AverageIndirectEffect
+    from workbench.locate.tracing import TraceResult
 
 COLOURMAPS = {"hidden": "Purples", "mlp": "Greens", "attn": "Reds"}
 TITLES = {"hidden": "single restored layer", "mlp": "restored MLP outputs", "attn": "restored attention outputs"}

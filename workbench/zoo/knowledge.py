@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from workbench.data import Fact
+from workbench.errors import DatasetFormatError
 from workbench.zoo.relations import RELATIONS
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -40,18 +41,18 @@ def parse_facts(lines: Iterable[str], source: str = "<facts>") -> list[Fact]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: invalid JSON ({err.msg})") from None
+            raise DatasetFormatError(f"{where}: invalid JSON ({err.msg})") from None
         if not isinstance(record, dict) or sorted(record) != sorted(_FIELDS):
-            raise ValueError(f"{where}: expected an object with exactly the keys {', '.join(_FIELDS)}")
+            raise DatasetFormatError(f"{where}: expected an object with exactly the keys {', '.join(_FIELDS)}")
         for field in _FIELDS:
             value = record[field]
             if not isinstance(value, str) or not value or value != value.strip():
-                raise ValueError(f"{where}: {field!r} must be a non-empty string without surrounding whitespace")
+                raise DatasetFormatError(f"{where}: {field!r} must be a non-empty string without surrounding whitespace")
         if record["relation_id"] not in RELATIONS:
-            raise ValueError(f"{where}: unknown relation_id {record['relation_id']!r}")
+            raise DatasetFormatError(f"{where}: unknown relation_id {record['relation_id']!r}")
         key = (record["subject"], record["relation_id"])
         if key in seen:
-            raise ValueError(f"{where}: duplicate (subject, relation_id) {key}, first on line {seen[key]}")
+            raise DatasetFormatError(f"{where}: duplicate (subject, relation_id) {key}, first on line {seen[key]}")
         seen[key] = lineno
         facts.append(Fact(**record))
     return facts

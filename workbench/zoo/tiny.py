@@ -19,6 +19,7 @@ from transformers import (
     PretrainedConfig,
 )
 
+from workbench.errors import UnsupportedModelError
 from workbench.zoo.tokenizer import train_tokenizer
 
 TINY_CORPUS = (
@@ -45,7 +46,7 @@ def tiny_config(family: str, vocab_size: int, n_layers: int = 2) -> PretrainedCo
         "llama": lambda: LlamaConfig(**rotary, num_key_value_heads=2),
     }
     if family not in builders:
-        raise ValueError(f"no tiny config for family {family!r}; choose one of {sorted(builders)}")
+        raise UnsupportedModelError(f"no tiny config for family {family!r}; choose one of {sorted(builders)}")
     return builders[family]()
 
 

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from workbench.data import Fact
+from workbench.errors import DatasetFormatError, PromptTooLongError
 from workbench.zoo.recall import RecallReport, measure_recall
 from workbench.zoo.relations import RELATIONS
 from workbench.zoo.tokenizer import train_tokenizer
@@ -68,7 +69,7 @@ def with_default_templates(facts: Iterable[Fact]) -> list[TrainingFact]:
     paired = []
     for fact in facts:
         if fact.relation_id not in RELATIONS:
-            raise ValueError(
+            raise DatasetFormatError(
                 f"relation {fact.relation_id!r} of {fact} has no built-in templates; "
                 "give the fact a 'templates' list in the facts file"
             )
@@ -89,16 +90,16 @@ def read_training_facts(path: str | Path) -> list[TrainingFact]:
             record = json.loads(line)
             fact = Fact(str(record["subject"]), str(record["relation_id"]), str(record["object"]))
         except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ValueError(f"{path}:{number}: expected a JSON object with subject, relation_id, object ({error})") from None
+            raise DatasetFormatError(f"{path}:{number}: expected a JSON object with subject, relation_id, object ({error})") from None
         templates = record.get("templates") or ([record["template"]] if "template" in record else None)
         if templates is None:
             result.extend(with_default_templates([fact]))
         else:
             if not all(isinstance(t, str) and t.count("{}") == 1 for t in templates):
-                raise ValueError(f"{path}:{number}: every template needs exactly one '{{}}' for the subject")
+                raise DatasetFormatError(f"{path}:{number}: every template needs exactly one '{{}}' for the subject")
             result.append(TrainingFact(fact, tuple(templates)))
     if not result:
-        raise ValueError(f"{path} contains no facts")
+        raise DatasetFormatError(f"{path} contains no facts")
     return result
 
 
@@ -119,7 +120,7 @@ def _encode_examples(
             ids = [bos, *tokenizer.encode(prompt, add_special_tokens=False)]
             sequence = ids + answer + [eos]
             if len(sequence) > max_length:
-                raise ValueError(f"training sentence longer than {max_length} tokens: {prompt!r}")
+                raise PromptTooLongError(f"training sentence longer than {max_length} tokens: {prompt!r}")
             examples.append((sequence, len(ids)))
     return examples
 
