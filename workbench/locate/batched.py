@@ -3,9 +3,15 @@
 Causal tracing and activation patching both run a prompt many times, each time overwriting a
 few activations with values from another run. :class:`PatchRunner` packs those runs into as
 few forward passes as a memory budget allows, one row per (cell, noise sample).
+
+A patch at token t cannot change positions before t (the model is causal), so those positions
+are the same in every run that patches at t or later: the runner computes their keys and values
+once per noise sample and runs only positions t onwards, which skips most of the work for
+patches late in the prompt.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -13,6 +19,7 @@ import torch
 from jaxtyping import Float, Int
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
+from transformers.cache_utils import DynamicCache
 
 from workbench import families
 from workbench.tokens import SubjectSpan
@@ -45,17 +52,25 @@ class NoiseCorruption:
     def samples(self) -> int:
         return self.noise.shape[0]
 
-    def hook(self, copies: int):
-        """An embedding hook adding the noise to ``copies`` x ``samples`` rows (cell-major order)."""
-        noise = self.noise.repeat(copies, 1, 1)
-        start, end = self.span.start, self.span.end
+    def hook(self, copies: int, offset: int = 0):
+        """An embedding hook adding the noise to ``copies`` x ``samples`` rows (cell-major order)
+        of a run whose first position is token ``offset`` of the prompt."""
+        first = max(self.span.start, offset)
+        noise = self.noise[:, first - self.span.start :].repeat(copies, 1, 1)
 
         def add_noise(embeddings: Float[torch.Tensor, "batch pos d_model"], hook=None):
-            embeddings[:, start:end] += noise.to(embeddings.dtype)
+            embeddings[:, first - offset : self.span.end - offset] += noise.to(embeddings.dtype)
             return embeddings
 
         return add_noise
 
+    def embeddings(self, model: TransformerBridge, input_ids: Int[torch.Tensor, "1 pos"]) -> Float[torch.Tensor, "samples pos d_model"]:
+        """Token embeddings of ``input_ids`` (a prefix of the prompt) with the noise added."""
+        embedded = families.embedding(model)(input_ids).expand(self.samples, -1, -1).clone()
+        end = min(self.span.end, input_ids.shape[1])
+        if end > self.span.start:
+            embedded[:, self.span.start : end] += self.noise[:, : end - self.span.start].to(embedded.dtype)
+        return embedded
 
 
 @dataclass(frozen=True)
@@ -91,41 +106,68 @@ class PatchRunner:
         self.model, self.input_ids, self.readout = model, input_ids, readout
         self.sources, self.corruption = sources, corruption
         self.samples = corruption.samples if corruption else 1
-        cfg = model.cfg
-        pos = input_ids.shape[1]
-        per_row = 4 * (pos * cfg.n_layers * (6 * cfg.d_model + 2 * cfg.d_mlp + 2 * cfg.n_heads * pos) + cfg.d_vocab)
-        self.cells_per_batch = max(1, memory_budget // (per_row * self.samples))
+        self.memory_budget = memory_budget
+        self._prefixes: dict[int, DynamicCache] = {}
+
+    def cells_per_batch(self, start: int) -> int:
+        """How many cells fit the memory budget when positions ``start`` onwards are run."""
+        cfg = self.model.cfg
+        pos, total = self.input_ids.shape[1] - start, self.input_ids.shape[1]
+        per_row = 4 * (pos * cfg.n_layers * (6 * cfg.d_model + 2 * cfg.d_mlp + 2 * cfg.n_heads * total) + cfg.d_vocab)
+        return max(1, self.memory_budget // (per_row * self.samples))
 
     @torch.no_grad()
     def run(self, cells: Sequence[Sequence[Patch]], progress: bool = False) -> Float[torch.Tensor, "cells"]:
         """The readout for each cell, averaged over noise samples."""
-        results = []
-        chunks = range(0, len(cells), self.cells_per_batch)
-        for start in tqdm(chunks, desc="patching", disable=not progress, unit="batch"):
-            results.append(self._run_chunk(cells[start : start + self.cells_per_batch]))
-        return torch.cat(results)
+        last = self.input_ids.shape[1] - 1
+        by_start: dict[int, list[int]] = {}
+        for index, patches in enumerate(cells):
+            by_start.setdefault(min((p.token for p in patches), default=last), []).append(index)
+        chunks = [(start, indices[i : i + self.cells_per_batch(start)])
+                  for start, indices in sorted(by_start.items())
+                  for i in range(0, len(indices), self.cells_per_batch(start))]
+        results = torch.empty(len(cells))
+        for start, indices in tqdm(chunks, desc="patching", disable=not progress, unit="batch"):
+            results[indices] = self._run_chunk([cells[i] for i in indices], start)
+        return results
 
-    def _run_chunk(self, cells: Sequence[Sequence[Patch]]) -> Float[torch.Tensor, "cells"]:
+    def _prefix(self, start: int) -> DynamicCache:
+        """Keys and values of positions ``0 .. start - 1`` of the (corrupted) run, one row per sample."""
+        if start not in self._prefixes:
+            prefix = self.input_ids[:, :start]
+            if self.corruption is None:
+                embedded = families.embedding(self.model)(prefix)
+            else:
+                embedded = self.corruption.embeddings(self.model, prefix)
+            self._prefixes[start] = self.model.original_model(inputs_embeds=embedded, use_cache=True).past_key_values
+        return self._prefixes[start]
+
+    def _run_chunk(self, cells: Sequence[Sequence[Patch]], start: int) -> Float[torch.Tensor, "cells"]:
         samples = self.samples
         by_hook: dict[str, list[tuple[int, Patch]]] = {}
         for index, patches in enumerate(cells):
             for patch in patches:
                 by_hook.setdefault(patch.hook, []).append((index, patch))
-        hooks = [(name, self._setter(entries, samples)) for name, entries in by_hook.items()]
-        if self.corruption is not None:
-            hooks.append((families.Hooks.embed, self.corruption.hook(len(cells))))
-        inputs = self.input_ids.expand(len(cells) * samples, -1)
+        hooks = [(name, self._setter(entries, samples, start)) for name, entries in by_hook.items()]
+        if self.corruption is not None and self.corruption.span.end > start:
+            hooks.append((families.Hooks.embed, self.corruption.hook(len(cells), offset=start)))
+        inputs = self.input_ids[:, start:].expand(len(cells) * samples, -1)
+        extra = {}
+        if start > 0:
+            cache = copy.deepcopy(self._prefix(start))
+            cache.batch_select_indices(torch.arange(samples, device=inputs.device).repeat(len(cells)))
+            extra["past_key_values"] = cache
         # logits at the last position only: the unembedding of every position is a large share
         # of a small model's forward pass
-        logits = self.model.run_with_hooks(inputs, return_type="logits", fwd_hooks=hooks, logits_to_keep=1)
+        logits = self.model.run_with_hooks(inputs, return_type="logits", fwd_hooks=hooks, logits_to_keep=1, **extra)
         values = self.readout(logits[:, -1])
         return values.view(len(cells), samples).mean(1).cpu()
 
-    def _setter(self, entries: list[tuple[int, Patch]], samples: int):
+    def _setter(self, entries: list[tuple[int, Patch]], samples: int, start: int):
         device = self.input_ids.device
         sample_index = torch.arange(samples, device=device)
         rows = torch.cat([index * samples + sample_index for index, _ in entries])
-        tokens = torch.tensor([p.token for _, p in entries for _ in range(samples)], device=device)
+        tokens = torch.tensor([p.token - start for _, p in entries for _ in range(samples)], device=device)
         values = torch.cat([self._values(patch, sample_index) for _, patch in entries])
 
         def set_values(activation: Float[torch.Tensor, "batch pos d"], hook=None):

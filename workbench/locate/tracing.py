@@ -150,7 +150,7 @@ def trace(
     cells = []
     for token in range(span.start, n_pos):
         for layer in range(n_layers):
-            patches = [Patch(names[restored], token, "clean") for restored in _window(layer, n_layers, width)]
+            patches = [Patch(names[restored], token, "clean") for restored in restored_layers(layer, n_layers, width)]
             patches += [Patch(name, token, "corrupted") for name in frozen_names[layer + 1 :]]
             cells.append(patches)
     runner = PatchRunner(model, span.input_ids, answer_probability(answer_id), sources, corruption, memory_budget)
@@ -174,7 +174,7 @@ def trace(
     )
 
 
-def _window(layer: int, n_layers: int, width: int) -> range:
+def restored_layers(layer: int, n_layers: int, width: int) -> range:
     """Layers restored together for ``layer``: ``width`` layers centred on it, clipped at the ends."""
     return range(max(0, layer - width // 2), min(n_layers, layer - (-width // 2)))
 
