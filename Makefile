@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-slow figures bench clean
+.PHONY: install run test test-slow figures bench docs clean
 # Tests and notebooks never reach a model hub: sockets are blocked inside pytest, and these keep
 # the notebook kernels (separate processes) offline too.
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -39,5 +39,8 @@ bench: install
 	$(BIN)/python benchmarks/ig_speed.py
 	$(BIN)/python benchmarks/rome_speed.py
 
+docs: install
+	$(BIN)/python docs/build_api.py docs/api
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info docs/api

@@ -12,6 +12,7 @@ from workbench.zoo.train import TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``workbench`` argument parser: one subcommand per task (story, trace, attribute, edit, bench, zoo)."""
     parser = argparse.ArgumentParser(
         prog="workbench",
         description="Locate, edit and evaluate factual knowledge in transformer language models.",
@@ -227,6 +228,8 @@ def _run_zoo_train(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv``); workbench errors become a one-line
+    message and exit status 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
