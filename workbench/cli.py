@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--method", default="rome", help="rome, memit, kn, ft or ft-l (default: rome)")
     bench.add_argument("--cases", type=int, default=100, help="number of cases (default: 100)")
     bench.add_argument("--methods", help="scaling study: comma-separated methods, e.g. rome,memit,kn,ft,ft-l")
-    bench.add_argument("--edits", help="scaling study: comma-separated numbers of edits, e.g. 1,10,100,1000")
+    bench.add_argument("--edits", help="scaling study: comma-separated numbers of edits, e.g. 1,10,100,1000 "
+                       "(replaces --cases)")
     bench.add_argument("--mode", choices=("batch", "sequential"), default="batch",
                        help="scaling study: all edits in one call, or one group after another (default: batch)")
     bench.add_argument("--batch-size", type=int, default=1, help="sequential mode: edits per group (default: 1)")
@@ -158,7 +159,7 @@ def _run_edit(args: argparse.Namespace) -> int:
         after = before_after(model, prompts)
         if args.save:
             print(f"edit saved to {result.save(args.save)}")
-        print(f"{args.method} edit at layer {result.info['layer']}: {args.subject!r} -> {args.target!r}\n")
+        print(f"{args.method} edit of layer(s) {result.layers}: {args.subject!r} -> {args.target!r}\n")
     for prompt in prompts:
         print(f"{prompt!r}")
         print(f"  before: {before[prompt]}")
@@ -180,7 +181,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     records = read_counterfact(args.data)[: args.cases] if args.data else benchmark(args.cases)
     result = run_bench(model, records, args.method, layer=args.layer, fluency_tokens=args.fluency_tokens)
     path = result.save(Path(args.out) / f"bench_{args.method}_{len(records)}.json")
-    print(f"{args.method} at layer {result.layer}, {result.n_cases} cases, {result.edit_seconds:.2f} s per edit\n")
+    print(f"{args.method} at layer(s) {result.layers}, {result.n_cases} cases, {result.edit_seconds:.2f} s per edit\n")
     print(result.table())
     print(f"\nresults: {path}")
     return 0
@@ -199,8 +200,9 @@ def _run_scaling(args: argparse.Namespace) -> int:
     counts = [int(n) for n in (args.edits or str(args.cases)).split(",")]
     model = load_model(args.model)
     records = read_counterfact(args.data)[: max(counts)] if args.data else benchmark(max(counts))
+    layer = {} if args.layer is None else {"layer": args.layer}
     result = run_scaling(model, records, methods, counts, mode=args.mode, batch_size=args.batch_size,
-                         fluency_tokens=args.fluency_tokens)
+                         fluency_tokens=args.fluency_tokens, hparams={method: layer for method in methods})
     stem = Path(args.out) / f"scaling_{args.mode}_{'-'.join(methods)}_{max(counts)}"
     path = result.save(stem.with_suffix(".json"))
     plot_scaling([result]).savefig(stem.with_suffix(".png"), dpi=120)

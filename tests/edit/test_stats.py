@@ -70,3 +70,23 @@ def test_cache_changes_when_weights_change(model, tmp_path):
         with torch.no_grad():
             projection.weight.copy_(saved)
     assert len(list(tmp_path.glob("*.safetensors"))) == 2
+
+
+def test_using_corpus_sets_the_editors_corpus_and_a_singular_moment_is_explained(tiny_model_dirs, tmp_path):
+    from weights_snapshot import changed, snapshot
+
+    from workbench.data import EditRequest
+    from workbench.edit.stats import using_corpus
+    from workbench.errors import InvalidRequestError
+
+    model = workbench.load_model(tiny_model_dirs["gpt2"])
+    texts = ["The capital of France is Paris.", "Rome is a city in Italy."]
+    with using_corpus(texts):
+        inside = second_moment(model, 0, cache_dir=None, progress=False)
+    torch.testing.assert_close(inside, second_moment(model, 0, texts, cache_dir=None, progress=False))
+    assert not torch.equal(inside, second_moment(model, 0, cache_dir=None, n_samples=50, progress=False))
+    before = snapshot(model)
+    with using_corpus(["one short text"]), pytest.raises(InvalidRequestError, match="singular"):
+        workbench.edit(model, EditRequest("The capital of {} is", "France", "Rome"), layer=0, v_steps=2,
+                       prefixes=((2, 1),))
+    assert changed(model, before) == set()

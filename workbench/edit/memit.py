@@ -18,7 +18,7 @@ Write many facts at once into the MLP output projections of a range of layers R 
    how many corpus keys one unit of C counts for against the new ones).
 
 Limits: the edit works only where the model reads facts from the subject's last token in the
-edited layers (check with causal tracing, :func:`workbench.trace_many`); C is estimated on the
+edited layers (check with causal tracing, :func:`workbench.locate.effects.trace_many`); C is estimated on the
 available corpus (the bundled model's training sentences by default) and, as in the reference,
 from the unedited model even when edits accumulate.
 """
@@ -35,7 +35,7 @@ from workbench import families
 from workbench.data import EditRequest
 from workbench.edit.contexts import mean_keys, sample_prefixes, values_at_subject
 from workbench.edit.layers import edit_layer
-from workbench.edit.rome import RomeHyperParams
+from workbench.edit.rome import RomeHyperParams, solve_or_explain
 from workbench.edit.session import EditResult
 from workbench.edit.stats import second_moment
 from workbench.edit.targets import optimise_value_deltas
@@ -91,7 +91,7 @@ def spread_update(
     """Delta = R K^T (weight * C + K K^T)^-1 in float64 (columns of K and R are the requests)."""
     keys, residuals = keys.double(), residuals.double()
     system = weight * moment.double() + keys.T @ keys  # [d_in, d_in]
-    solved = torch.linalg.solve(system, keys.T)  # [d_in, n] = (weight C + K K^T)^-1 K
+    solved = solve_or_explain(system, keys.T)  # [d_in, n] = (weight C + K K^T)^-1 K
     return residuals.T @ solved.T
 
 

@@ -36,6 +36,7 @@ from workbench.edit.layers import edit_layer
 from workbench.edit.session import EditResult
 from workbench.edit.stats import second_moment
 from workbench.edit.targets import ValueSearch, optimise_value_deltas
+from workbench.errors import InvalidRequestError
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,21 @@ def hyperparameters_for(model: TransformerBridge) -> RomeHyperParams:
     return RomeHyperParams()
 
 
+def solve_or_explain(matrix: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """Solve ``matrix @ x = right`` for a symmetric positive definite ``matrix`` (Cholesky), with a
+    matrix that is not positive definite explained: the second moment C is singular when the corpus
+    has fewer key vectors than the layer has MLP neurons, or keys that never vary."""
+    factor, info = torch.linalg.cholesky_ex(matrix)
+    if info.item() != 0:
+        raise InvalidRequestError(
+            f"the second moment of the MLP keys is singular ({matrix.shape[0]} x {matrix.shape[0]}): the corpus is "
+            "too small or too repetitive; pass more text with workbench.edit.stats.using_corpus(texts)"
+        )
+    column = right.dim() == 1
+    solved = torch.cholesky_solve(right[:, None] if column else right, factor)
+    return solved[:, 0] if column else solved
+
+
 def rank_one_update(
     weight: Float[torch.Tensor, "d_out d_in"],
     key: Float[torch.Tensor, "d_in"],
@@ -88,7 +104,7 @@ def rank_one_update(
     satisfies (W + Delta W) k = W k + value_delta exactly (up to rounding).
     """
     key = key.double()
-    direction = torch.linalg.solve(second_moment.double(), key)  # C^-1 k*
+    direction = solve_or_explain(second_moment.double(), key)  # C^-1 k*
     return torch.outer(value_delta.double(), direction) / direction.dot(key)
 
 

@@ -40,6 +40,13 @@ class EditResult:
         """Hugging Face parameter name -> total change applied to it (stored layout)."""
         return dict(self._deltas)
 
+    @property
+    def layers(self) -> list[int]:
+        """The layers whose MLP output projection this edit changed."""
+        from workbench.families import mlp_out_projection
+
+        return [l for l in range(self.model.cfg.n_layers) if mlp_out_projection(self.model, l).name in self._deltas]
+
     def apply_delta(self, name: str, delta: torch.Tensor) -> None:
         """Add ``delta`` to the parameter ``name``, remembering its original value first."""
         if self.restored:

@@ -35,8 +35,23 @@ from workbench.models import hf_state_dict
 
 DEFAULT_CACHE = Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")) / "stats"
 
+_CORPORA: list[list[str]] = []
+"""Corpora set by :func:`using_corpus`, innermost last."""
+
 _PINNED: dict[int, str] = {}
 """id(model) -> weights fingerprint whose statistics are served while edits accumulate."""
+
+
+@contextmanager
+def using_corpus(texts: Iterable[str]) -> Iterator[None]:
+    """Inside the block, statistics requested without a corpus (as the editors request them) are
+    computed over ``texts`` instead of the bundled model's training sentences. Use it to edit any
+    other model: ``with using_corpus(my_texts): workbench.edit(model, request, layer=5)``."""
+    _CORPORA.append(list(texts))
+    try:
+        yield
+    finally:
+        _CORPORA.pop()
 
 
 @contextmanager
@@ -143,14 +158,17 @@ def second_moment(
     cache_dir: str | Path | None = DEFAULT_CACHE,
     progress: bool = True,
 ) -> Float[torch.Tensor, "d_mlp d_mlp"]:
-    """C = E[k k^T] (float64) of ``layer``'s MLP keys over ``texts`` (default: the bundled corpus).
+    """C = E[k k^T] (float64) of ``layer``'s MLP keys over ``texts``.
 
     Args:
-        texts: the corpus; its first ``n_samples`` texts are used (all if ``None``).
+        texts: the corpus; its first ``n_samples`` texts are used (all if ``None``). Default: the
+            corpus of the innermost :func:`using_corpus` block, else the bundled corpus.
         cache_dir: where to cache the result (``None`` disables caching). The default is
             ``$WORKBENCH_CACHE/stats`` or ``~/.cache/workbench/stats``.
     """
-    texts = list(default_corpus() if texts is None else texts)
+    if texts is None:
+        texts = _CORPORA[-1] if _CORPORA else default_corpus()
+    texts = list(texts)
     if n_samples is not None:
         texts = texts[:n_samples]
     if cache_dir is None:

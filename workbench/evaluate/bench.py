@@ -17,7 +17,6 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
 from workbench.edit.api import edit
-from workbench.edit.layers import default_edit_layer
 from workbench.evaluate.fluency import fluency
 from workbench.evaluate.metrics import case_metrics, summarize
 from workbench.results import JsonResult
@@ -41,7 +40,8 @@ class BenchResult(JsonResult):
     """Before/after CounterFact metrics of independent edits, per case and summarised."""
 
     method: str
-    layer: int
+    layers: list
+    """The layers the edits changed (those of the first case; every case uses the same setting)."""
     n_cases: int
     before: dict
     after: dict
@@ -75,30 +75,35 @@ def run_bench(
     progress: bool = True,
     **hparams,
 ) -> BenchResult:
-    """Edit every case independently with ``method`` and measure it; the model is left unedited."""
-    layer = default_edit_layer(model) if layer is None else layer
+    """Edit every case independently with ``method`` and measure it; the model is left unedited.
+
+    ``layer`` is passed to :func:`workbench.edit` (``None``: the method's default). Cases whose
+    ``target_new`` the unedited model already predicts are edited anyway (``check_targets=False``)
+    rather than aborting the run; their efficacy says so.
+    """
     before_cases = case_metrics(model, records)
     before = summarize(before_cases)
     generation_prompts = [list(r.generation_prompts[:2]) for r in records]
     if fluency_tokens:
         before["fluency"] = fluency(model, [p for ps in generation_prompts for p in ps], max_new_tokens=fluency_tokens)
-    cases, seconds = [], []
+    cases, seconds, layers = [], [], []
     for record, prompts in tqdm(list(zip(records, generation_prompts)), desc=f"bench {method}", disable=not progress,
                                 unit="case"):
         started = time.perf_counter()
-        with edit(model, record, method, layer=layer, **hparams):
+        with edit(model, record, method, layer=layer, check_targets=False, **hparams) as result:
             seconds.append(time.perf_counter() - started)
+            layers = layers or result.layers
             (metrics,) = case_metrics(model, [record])
             if fluency_tokens and prompts:
                 metrics["fluency"] = fluency(model, prompts, max_new_tokens=fluency_tokens)
         cases.append(metrics)
     return BenchResult(
         method=method,
-        layer=layer,
+        layers=layers,
         n_cases=len(records),
         before=before,
         after=summarize(cases),
         cases=cases,
         edit_seconds=mean(seconds),
-        settings={"hparams": hparams, "fluency_tokens": fluency_tokens},
+        settings={"hparams": hparams, "layer": layer, "fluency_tokens": fluency_tokens},
     )

@@ -71,7 +71,8 @@ def run_scaling(
     """Measure every method at every number of edits; the model is left unedited.
 
     Args:
-        hparams: per-method hyper-parameter overrides, e.g. ``{"memit": {"span": 2}}``.
+        hparams: per-method keyword arguments of :func:`workbench.edit` (hyper-parameters and
+            ``layer``), e.g. ``{"memit": {"span": 2}, "rome": {"layer": 3}}``.
     """
     if mode not in MODES:
         raise InvalidRequestError(f"unknown mode {mode!r}; choose one of {MODES}")
