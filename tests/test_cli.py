@@ -54,4 +54,4 @@ def test_edit_prints_before_and_after(tiny_model_dirs, capsys):
                  "--model", str(tiny_model_dirs["gpt2"])])
     assert code == 0
     output = capsys.readouterr().out
-    assert "before:" in output and "after:" in output and "rome edit at layer 0" in output
+    assert "before:" in output and "after:" in output and "rome edit of layer(s) [0]" in output
