@@ -33,7 +33,6 @@ def test_ft_l_never_exceeds_its_bound_and_touches_one_layer(models, family):
         change = families.hf_parameter(model, name).detach().double() - before[name].double()
         rounding = torch.finfo(torch.float32).eps * (before[name].double().abs() + bound)  # storing in float32
         assert change.abs().max() > 0 and torch.all(change.abs() <= bound + rounding)
-        assert result.deltas[name].abs().max() <= bound
     assert changed(model, before) == set()
 
 
@@ -51,6 +50,7 @@ def test_kn_edit_changes_exactly_the_found_neurons_value_vectors(models, erase):
     with workbench.edit(model, REQUESTS[0], "kn", erase=erase, check_targets=False) as result:
         neurons = result.info["requests"][0]["neurons"]
         assert neurons, "the attribution found no neuron above the threshold"
+        assert set(result.layers) == {l for l, _ in neurons}
         for name, delta in result.deltas.items():
             layer = next(l for l in range(model.cfg.n_layers) if families.mlp_out_projection(model, l).name == name)
             projection = families.mlp_out_projection(model, layer)

@@ -8,7 +8,7 @@ from weights_snapshot import changed, snapshot
 import workbench
 from workbench import families
 from workbench.data import EditRequest
-from workbench.edit.contexts import mean_keys
+from workbench.edit.contexts import mean_keys, values_at_subject
 from workbench.edit.memit import memit_layers, spread_update
 from workbench.edit.rome import rank_one_update
 from workbench.edit.targets import ValueSearch, optimise_value_deltas
@@ -90,6 +90,36 @@ def test_batched_target_search_equals_one_request_at_a_time(models):
         torch.testing.assert_close(together.original[i], alone.original[0])
 
 
+def test_the_last_search_step_only_measures_and_converged_requests_stay_frozen(models):
+    model = models["gpt2"]
+    hook = families.Hooks.resid_post(1)
+    measured = optimise_value_deltas(model, hook, REQUESTS, ["{}"], ValueSearch(steps=1))
+    assert torch.count_nonzero(measured.deltas) == 0  # one step: a measurement, no update
+    # a stop loss between the requests' starting NLLs stops the easiest one at once
+    easiest = min(range(len(REQUESTS)), key=lambda i: measured.final_nll[i])
+    threshold = (sorted(measured.final_nll)[0] + sorted(measured.final_nll)[1]) / 2
+    searched = optimise_value_deltas(model, hook, REQUESTS, ["{}"], ValueSearch(steps=4, stop_loss=threshold))
+    assert searched.steps[easiest] == 1 and torch.count_nonzero(searched.deltas[easiest]) == 0
+    assert all(searched.steps[i] == 4 and searched.deltas[i].norm() > 0 for i in range(3) if i != easiest)
+
+
+def test_memit_moves_the_last_layer_residual_onto_its_targets(models):
+    """With a vanishing lambda and one context per request, the last layer's update closes the
+    remaining gap exactly, so the residual at the subject's last token ends on z_i; dividing by
+    the wrong number of layers, or reusing keys from before the earlier layers' updates, misses."""
+    model = models["gpt2"]
+    settings = {**PLAIN, "prefixes": (), "mom2_update_weight": 1e-6, "span": 3}
+    hook = families.Hooks.resid_post(2)
+    search = ValueSearch(steps=8, weight_decay=0.0, kl_factor=0.0, clamp_norm_factor=1e6)
+    found = optimise_value_deltas(model, hook, REQUESTS, ["{}"], search)
+    targets = found.original + found.deltas  # z_i
+    with workbench.edit(model, REQUESTS, "memit", layer=2, **settings) as result:
+        assert result.layers == [0, 1, 2]
+        reached = values_at_subject(model, hook, REQUESTS).float()
+    assert (targets - found.original).norm() > 1e-3
+    torch.testing.assert_close(reached, targets, atol=1e-3, rtol=1e-3)
+
+
 def test_mean_keys_are_per_request_averages(models):
     model = models["llama"]
     templates = ["{}", "Once upon a time. {}"]
@@ -117,9 +147,12 @@ def test_memit_layers(models):
         memit_layers(model, [0, 9], span=1)
 
 
-def test_conflicting_targets_and_empty_batches_are_refused_untouched(models):
+def test_conflicting_targets_empty_batches_and_the_last_layer_are_refused_untouched(models):
     model = models["gpt2"]
     before = snapshot(model)
+    for method in ("rome", "memit"):
+        with pytest.raises(InvalidRequestError, match="last layer"):
+            workbench.edit(model, REQUESTS[0], method, layer=3, **FAST)
     conflicting = [REQUESTS[0], EditRequest("The capital of {} is", "France", "Berlin", "Paris")]
     with pytest.raises(InvalidRequestError, match="conflicting targets"):
         workbench.edit(model, conflicting, "memit", layer=1, **FAST)

@@ -73,27 +73,42 @@ def apply_finetune(result: EditResult, requests: list[EditRequest], layer: int |
         target = target_ids(model, request.target_new)
         flat.extend((len(rows), len(prompt_ids) - 1 + k, token) for k, token in enumerate(target))
         rows.append(prompt_ids + target[:-1])
-    change = torch.zeros_like(parameter, requires_grad=True)
+    # the change and Adam's state stay in float32 whatever the weights' dtype
+    change = torch.zeros(parameter.shape, dtype=torch.float32, device=parameter.device, requires_grad=True)
     optimiser = torch.optim.Adam([change], lr=hparams.lr)
     history = []
-    for _ in tqdm(range(hparams.steps), desc="fine-tuning", disable=not progress):
-        result.set_change(projection.name, change.detach())
-        gradient, nll_sum = torch.zeros_like(parameter), 0.0
-        for start in range(0, len(rows), hparams.chunk_rows):
-            chunk = [f for f in flat if start <= f[0] < start + hparams.chunk_rows]
-            input_ids = pad_right(rows[start : start + hparams.chunk_rows], model.tokenizer.pad_token_id, model.cfg.device)
-            logits = model(input_ids, return_type="logits").float()
-            at_row, at_pos, token = (torch.tensor(c, device=input_ids.device) for c in zip(*chunk))
-            nll = -logits[at_row - start, at_pos].log_softmax(-1).gather(1, token[:, None]).sum()
-            gradient += torch.autograd.grad(nll, [parameter])[0]
-            nll_sum += nll.item()
-        history.append(nll_sum / len(flat))
-        if history[-1] < hparams.stop_loss:
-            break
-        change.grad = gradient / len(flat)
-        optimiser.step()
-        if hparams.linf_bound is not None:
-            with torch.no_grad():
-                change.clamp_(-hparams.linf_bound, hparams.linf_bound)
+    trainable = parameter.requires_grad
+    parameter.requires_grad_(True)
+    try:
+        for _ in tqdm(range(hparams.steps), desc="fine-tuning", disable=not progress):
+            if not _step(model, result, projection, rows, flat, change, optimiser, hparams, history):
+                break
+    finally:
+        parameter.requires_grad_(trainable)
     result.set_change(projection.name, change.detach())
     result.info.update({"layer": layer, "hparams": hparams.__dict__, "nll_history": history})
+
+
+def _step(model, result: EditResult, projection: families.Projection, rows: list[list[int]],
+          flat: list[tuple[int, int, int]], change: torch.Tensor, optimiser: torch.optim.Optimizer,
+          hparams: FineTuneHyperParams, history: list[float]) -> bool:
+    """One optimisation step over all rows (gradients accumulated over chunks); False once converged."""
+    result.set_change(projection.name, change.detach())
+    gradient, nll_sum = torch.zeros_like(change), 0.0
+    for start in range(0, len(rows), hparams.chunk_rows):
+        chunk = [f for f in flat if start <= f[0] < start + hparams.chunk_rows]
+        input_ids = pad_right(rows[start : start + hparams.chunk_rows], model.tokenizer.pad_token_id, model.cfg.device)
+        logits = model(input_ids, return_type="logits").float()
+        at_row, at_pos, token = (torch.tensor(c, device=input_ids.device) for c in zip(*chunk))
+        nll = -logits[at_row - start, at_pos].log_softmax(-1).gather(1, token[:, None]).sum()
+        gradient += torch.autograd.grad(nll, [projection.weight])[0].float()
+        nll_sum += nll.item()
+    history.append(nll_sum / len(flat))
+    if history[-1] < hparams.stop_loss:
+        return False
+    change.grad = gradient / len(flat)
+    optimiser.step()
+    if hparams.linf_bound is not None:
+        with torch.no_grad():
+            change.clamp_(-hparams.linf_bound, hparams.linf_bound)
+    return True

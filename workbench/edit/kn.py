@@ -10,8 +10,11 @@ request's prompt), then change their value vectors, the columns of the MLP outpu
 * erase (``erase=True``): v_i <- 0.
 
 Limits: one prompt per request (the paraphrase refinement of :func:`knowledge_neurons` needs
-several), only first tokens of multi-token answers, and no guard on what else the changed neurons
-encode; Dai et al. report modest success rates for updates (48.5% on their BERT facts).
+several), only first tokens of multi-token answers (and, without ``target_true``, the model's top
+token read back as text, which can differ from it for sub-word tokens), and no guard on what else
+the changed neurons encode; a request whose attribution finds no neuron above the threshold is
+left unedited (its ``info["requests"]`` entry lists no neurons). Dai et al. report modest success
+rates for updates (48.5% on their BERT facts).
 """
 from __future__ import annotations
 
@@ -57,13 +60,15 @@ def apply_kn(result: EditResult, requests: list[EditRequest], layer: int | None,
              progress: bool = False) -> None:
     """Edit the knowledge neurons of each request in turn; ``layer`` limits them to one layer."""
     model = result.model
+    if layer is not None:
+        layer = families.check_layer(model, layer)
     unembedding = families.unembedding(model).weight  # [vocab, d_model]
     details = []
     for request in tqdm(requests, desc="KN edit", disable=not progress or len(requests) < 2):
         prompt = request.filled_prompt()
         old = request.target_true or top_predictions(model, prompt, k=1)[0].token.strip()
         found = knowledge_neurons(model, [prompt], old, threshold=hparams.threshold, steps=hparams.steps)
-        neurons = [(l, i) for l, i in found.neurons if layer is None or l == families.check_layer(model, layer)]
+        neurons = [(l, i) for l, i in found.neurons if layer is None or l == layer]
         direction = (hparams.new_weight * unembedding[target_ids(model, request.target_new)[0]]
                      - hparams.old_weight * unembedding[target_ids(model, old)[0]])  # [d_model]
         for l in sorted({l for l, _ in neurons}):

@@ -14,7 +14,7 @@ from pathlib import Path
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
-from workbench.edit.stats import DEFAULT_CACHE, weights_fingerprint
+from workbench.edit.stats import DEFAULT_CACHE, statistics_fingerprint
 from workbench.errors import InvalidRequestError
 from workbench.locate.effects import trace_many
 
@@ -48,9 +48,11 @@ def default_edit_layer(
     Args:
         prompts: ``(prompt, subject[, answer])`` facts the model knows; optional for the bundled
             model (a fixed sample of its knowledge base is used).
-        cache_dir: the recommendation is cached here under the model's weights fingerprint.
+        cache_dir: the recommendation is cached here under the model's weights fingerprint (the
+            unedited model's inside :func:`workbench.edit.stats.pinned_statistics`, so edits that
+            accumulate keep the layer measured before them).
     """
-    cache = Path(cache_dir) / f"edit_layer_{weights_fingerprint(model)[:32]}.json" if cache_dir else None
+    cache = Path(cache_dir) / f"edit_layer_{statistics_fingerprint(model)[:32]}.json" if cache_dir else None
     if cache is not None and cache.is_file():
         return int(json.loads(cache.read_text())["layer"])
     if prompts is None:
@@ -75,3 +77,13 @@ def edit_layer(model: TransformerBridge, layer: int | None) -> int:
     if not isinstance(layer, int):
         raise InvalidRequestError(f"this method edits one layer; got {layer!r}")
     return families.check_layer(model, layer)
+
+
+def refuse_last_layer(model: TransformerBridge, layer: int, method: str) -> None:
+    """ROME and MEMIT write at the subject's last token; the last layer's output there reaches no
+    later position, so an edit of it cannot change the answer."""
+    if layer == families.n_layers(model) - 1:
+        raise InvalidRequestError(
+            f"{method} cannot edit the last layer ({layer}): what it writes at the subject's last token reaches no "
+            "later position; choose an earlier layer"
+        )

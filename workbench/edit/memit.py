@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from workbench import families
 from workbench.data import EditRequest
 from workbench.edit.contexts import mean_keys, sample_prefixes, values_at_subject
-from workbench.edit.layers import edit_layer
+from workbench.edit.layers import edit_layer, refuse_last_layer
 from workbench.edit.rome import RomeHyperParams, solve_or_explain
 from workbench.edit.session import EditResult
 from workbench.edit.stats import second_moment
@@ -102,6 +102,7 @@ def apply_memit(
     """Write all ``requests`` at once into the MLP output projections of the MEMIT layers."""
     model = result.model
     layers = memit_layers(model, layer, hparams.span)
+    refuse_last_layer(model, layers[-1], "MEMIT")
     target_hook = families.Hooks.resid_post(layers[-1])
     moments = {l: second_moment(model, l, n_samples=hparams.mom2_n_samples, progress=progress) for l in layers}
     templates = sample_prefixes(model, hparams.prefixes, hparams.seed)

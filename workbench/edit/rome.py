@@ -32,7 +32,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from workbench import families
 from workbench.data import EditRequest
 from workbench.edit.contexts import mean_keys, sample_prefixes
-from workbench.edit.layers import edit_layer
+from workbench.edit.layers import edit_layer, refuse_last_layer
 from workbench.edit.session import EditResult
 from workbench.edit.stats import second_moment
 from workbench.edit.targets import ValueSearch, optimise_value_deltas
@@ -46,7 +46,7 @@ class RomeHyperParams:
     Attributes:
         v_steps: gradient steps for delta (the reference uses 20 on GPT-2 XL).
         v_lr: Adam learning rate for delta.
-        v_weight_decay: weight of ||delta||^2 / ||v||^2 in the loss.
+        v_weight_decay: weight of ||delta|| / ||v||^2 in the loss (the reference implementation's form).
         clamp_norm_factor: ||delta|| is kept below this multiple of ||v||.
         kl_factor: weight of the KL term on the "{subject} is a" prompt.
         prefixes: (length in tokens, count) of random prefixes sampled from the model for k* and v*.
@@ -117,6 +117,7 @@ def apply_rome(
 
     model = result.model
     layer = edit_layer(model, layer)
+    refuse_last_layer(model, layer, "ROME")
     projection = families.mlp_out_projection(model, layer)
     moment = second_moment(model, layer, n_samples=hparams.mom2_n_samples, progress=progress)
     templates = sample_prefixes(model, hparams.prefixes, hparams.seed)

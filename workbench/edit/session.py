@@ -64,18 +64,26 @@ class EditResult:
 
     def set_change(self, name: str, change: torch.Tensor) -> None:
         """Make the parameter ``name`` its original value plus ``change`` (the total, not an increment)."""
-        if name not in self._originals:
-            self.apply_delta(name, torch.zeros_like(hf_parameter(self.model, name)))
         parameter = hf_parameter(self.model, name)
+        if self.restored:
+            raise InvalidRequestError("this edit was restored; start a new edit instead")
+        if change.shape != parameter.shape:
+            raise InvalidRequestError(f"change of shape {tuple(change.shape)} for {name} of shape {tuple(parameter.shape)}")
+        if name not in self._originals:
+            self.apply_delta(name, torch.zeros_like(parameter))
         change = change.to(parameter.dtype)
         with torch.no_grad():
             parameter.copy_(self._originals[name] + change)
         self._deltas[name] = change.clone()
 
     def restore(self) -> None:
-        """Put every changed parameter back, bit-exactly. Safe to call twice."""
+        """Put every changed parameter back, bit-exactly. Safe to call twice.
+
+        Several edits applied on top of each other must be restored in reverse order (last first),
+        as the scaling runner does; each restores the weights it found.
+        """
         with torch.no_grad():
-            for name, original in self._originals.items():
+            for name, original in reversed(self._originals.items()):
                 hf_parameter(self.model, name).copy_(original)
         self.restored = True
 

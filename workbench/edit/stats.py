@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +41,12 @@ _CORPORA: list[list[str]] = []
 
 _PINNED: dict[int, str] = {}
 """id(model) -> weights fingerprint whose statistics are served while edits accumulate."""
+
+
+def statistics_fingerprint(model: TransformerBridge) -> str:
+    """The fingerprint statistics of ``model`` are cached under: the pinned one inside
+    :func:`pinned_statistics`, else that of the current weights."""
+    return _PINNED.get(id(model)) or weights_fingerprint(model)
 
 
 @contextmanager
@@ -174,7 +181,7 @@ def second_moment(
     if cache_dir is None:
         total, count = accumulate_second_moment(model, layer, texts, progress=progress, total=len(texts))
         return total / count
-    fingerprint = _PINNED.get(id(model)) or weights_fingerprint(model)
+    fingerprint = statistics_fingerprint(model)
     key = hashlib.sha256(json.dumps([fingerprint, layer, _corpus_fingerprint(texts), len(texts)]).encode()).hexdigest()[:32]
     path = Path(cache_dir) / f"second_moment_{key}.safetensors"
     cached = _read_cache(path)
@@ -196,7 +203,7 @@ def _checksum(tensor: torch.Tensor) -> str:
 def _write_cache(path: Path, moment: torch.Tensor, metadata: dict[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     moment = moment.cpu().contiguous()
-    temporary = path.with_suffix(".tmp")
+    temporary = path.with_suffix(f".{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # unique: processes may race
     save_file({"second_moment": moment}, temporary, metadata={**metadata, "sha256": _checksum(moment)})
     temporary.replace(path)  # atomic: a crash never leaves a half-written cache under the real name
 

@@ -5,14 +5,15 @@ ROME (Meng et al. 2022, section 3.1, "choosing v*") and MEMIT (Meng et al. 2023,
 token, makes the model complete request i's prompt with ``target_new``:
 
     minimise  mean NLL(target_new | prompt in each context, delta_i)
-              + kl_factor * KL(p(. | "{subject} is a") || p(. | "{subject} is a", delta_i))
-              + weight_decay * ||delta_i||^2 / ||v_i||^2,     subject to ||delta_i|| <= clamp * ||v_i||,
+              + kl_factor * KL(p(. | "{subject} is a", delta_i) || p(. | "{subject} is a"))
+              + weight_decay * ||delta_i|| / ||v_i||^2,     subject to ||delta_i|| <= clamp * ||v_i||,
 
 where v_i is the activation being changed (ROME: the MLP output of the edit layer; MEMIT: the
 residual stream after the last edited layer). The requests are independent, so they are optimised
 together: each row of a batch carries one request's delta, a request stops moving once its NLL is
 below ``stop_loss``, and batches are chunked to bound memory. The reference implementations
-optimise one request at a time.
+optimise one request at a time. The KL direction and the form of the weight decay follow the
+reference implementation; the last step only measures (the delta returned is the one measured).
 """
 from __future__ import annotations
 
@@ -123,13 +124,14 @@ def _optimise_chunk(
         nll = torch.zeros(n, device=device, dtype=torch.float64).index_add(0, token_owner, -token_log_probs.double())
         nll = (nll / tokens_per_request).float()  # [n]
         essence_log_probs = logits[essence_rows, essence_last].log_softmax(-1)
-        kl = torch.nn.functional.kl_div(essence_log_probs, original_log_probs, log_target=True, reduction="none").sum(-1)
-        decay = search.weight_decay * delta.norm(dim=-1) ** 2 / original_norm**2
+        # KL(p_edited || p_original), as the reference implementation computes it
+        kl = torch.nn.functional.kl_div(original_log_probs, essence_log_probs, log_target=True, reduction="none").sum(-1)
+        decay = search.weight_decay * delta.norm(dim=-1) / original_norm.clamp_min(1e-12) ** 2
         newly_done = (nll.detach() < search.stop_loss) & ~done
         steps[(~done).cpu()] = step + 1
         final_nll[(~done).cpu()] = nll.detach().double().cpu()[(~done).cpu()]
         done |= newly_done
-        if done.all():
+        if done.all() or step == search.steps - 1:
             break
         loss = (nll + search.kl_factor * kl + decay)[~done].sum()
         (gradient,) = torch.autograd.grad(loss, [delta])

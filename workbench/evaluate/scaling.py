@@ -8,8 +8,9 @@ model and all N are measured with the CounterFact metrics, then the model is res
 * ``sequential``: the edits arrive in groups of ``batch_size`` (1 by default), each written on
   top of the previous ones without restoring, as a user accumulating edits over time would.
 
-Statistics (C) are those of the unedited model throughout (:func:`workbench.edit.stats.pinned_statistics`).
-Each run records edit wall time and peak memory. Limits: the fluency of a run is measured on the
+Statistics (C) and the edit layer are those of the unedited model throughout
+(:func:`workbench.edit.stats.pinned_statistics`); one untimed edit per method computes them
+before the timed runs. Each run records edit wall time, peak memory and the layers edited. Limits: the fluency of a run is measured on the
 generation prompts of at most ``fluency_cases`` of its cases, to keep large N affordable.
 """
 from __future__ import annotations
@@ -87,11 +88,13 @@ def run_scaling(
                            settings={"fluency_cases": fluency_cases, "fluency_tokens": fluency_tokens, "hparams": hparams})
     befores = {n: _measure(model, records[:n], fluency_cases, fluency_tokens) for n in sorted(set(edit_counts))}
     plan = [(method, n) for method in methods for n in sorted(set(edit_counts))]
-    for method, n in tqdm(plan, desc=f"scaling ({mode})", disable=not progress):
-        cases = list(records[:n])
-        groups = [cases] if mode == "batch" else [cases[i : i + batch_size] for i in range(0, n, batch_size)]
-        applied = []
-        with pinned_statistics(model):
+    with pinned_statistics(model):
+        for method in methods:  # untimed warm-up: statistics and the edit layer, on the unedited model
+            edit(model, records[:1], method, check_targets=False, **hparams.get(method, {})).restore()
+        for method, n in tqdm(plan, desc=f"scaling ({mode})", disable=not progress):
+            cases = list(records[:n])
+            groups = [cases] if mode == "batch" else [cases[i : i + batch_size] for i in range(0, n, batch_size)]
+            applied = []
             try:
                 started = time.perf_counter()
                 with PeakMemory(model.cfg.device) as peak:
@@ -102,8 +105,9 @@ def run_scaling(
             finally:
                 for edit_result in reversed(applied):
                     edit_result.restore()
-        result.runs.append({"method": method, "n_edits": n, "before": befores[n], "after": after,
-                            "edit_seconds": seconds, "peak_mb": peak.megabytes})
+            result.runs.append({"method": method, "n_edits": n, "before": befores[n], "after": after,
+                                "edit_seconds": seconds, "peak_mb": peak.megabytes,
+                                "layers": applied[0].layers if applied else []})
     return result
 
 

@@ -113,7 +113,9 @@ class PatchRunner:
         """How many cells fit the memory budget when positions ``start`` onwards are run."""
         cfg = self.model.cfg
         pos, total = self.input_ids.shape[1] - start, self.input_ids.shape[1]
-        per_row = 4 * (pos * cfg.n_layers * (6 * cfg.d_model + 2 * cfg.d_mlp + 2 * cfg.n_heads * total) + cfg.d_vocab)
+        activations = pos * cfg.n_layers * (6 * cfg.d_model + 2 * cfg.d_mlp + 2 * cfg.n_heads * total) + cfg.d_vocab
+        prefix_cache = 2 * start * cfg.n_layers * cfg.d_model  # keys and values copied to every row
+        per_row = self.input_ids.new_empty((), dtype=cfg.dtype).element_size() * (activations + prefix_cache)
         return max(1, self.memory_budget // (per_row * self.samples))
 
     @torch.no_grad()
@@ -139,7 +141,8 @@ class PatchRunner:
                 embedded = families.embedding(self.model)(prefix)
             else:
                 embedded = self.corruption.embeddings(self.model, prefix)
-            self._prefixes[start] = self.model.original_model(inputs_embeds=embedded, use_cache=True).past_key_values
+            run = self.model.original_model(inputs_embeds=embedded, use_cache=True, logits_to_keep=1)
+            self._prefixes[start] = run.past_key_values
         return self._prefixes[start]
 
     def _run_chunk(self, cells: Sequence[Sequence[Patch]], start: int) -> Float[torch.Tensor, "cells"]:
