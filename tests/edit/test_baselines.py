@@ -27,7 +27,7 @@ def test_ft_l_never_exceeds_its_bound_and_touches_one_layer(models, family):
     model = models[family]
     before = snapshot(model)
     bound = 1e-3
-    with workbench.edit(model, REQUESTS, "ft-l", layer=1, linf_bound=bound, lr=1e-2, steps=5, check_targets=False) as result:
+    with workbench.edit(model, REQUESTS, "ft-l", layer=1, linf_bound=bound, lr=1e-2, steps=5, check_targets=False):
         name = families.mlp_out_projection(model, 1).name
         assert changed(model, before) == {name}
         change = families.hf_parameter(model, name).detach().double() - before[name].double()
