@@ -21,7 +21,7 @@ import torch
 
 import workbench
 from workbench import families
-from workbench.locate.tracing import embedding_std, restored_layers, trace
+from workbench.locate.tracing import embedding_std, restored_layers, trace_kinds
 from workbench.tokens import locate_subject
 
 PROMPT, SUBJECT = "The capital of Burkina Faso is", "Burkina Faso"
@@ -71,8 +71,8 @@ def main() -> None:
     ours, reference, agreement = [], [], 0.0
     for _ in range(args.repeats):
         started = time.perf_counter()
-        batched = [trace(model, PROMPT, SUBJECT, kind=kind, window=args.window, samples=args.samples, noise_scale=scale)
-                   for kind in HOOKS]
+        batched = trace_kinds(model, PROMPT, SUBJECT, kinds=list(HOOKS), window=args.window, samples=args.samples,
+                              noise_scale=scale)
         ours.append(time.perf_counter() - started)
         started = time.perf_counter()
         baseline = [reference_style_trace(model, PROMPT, SUBJECT, kind, args.window, args.samples, scale, seed=0)

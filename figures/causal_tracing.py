@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 
 import workbench  # noqa: E402
 from workbench.locate.effects import trace_many  # noqa: E402
-from workbench.locate.tracing import trace  # noqa: E402
+from workbench.locate.tracing import trace, trace_kinds  # noqa: E402
 from workbench.plot import plot_trace, plot_trace_panels  # noqa: E402
 from workbench.zoo.knowledge import facts_by_relation, load_facts  # noqa: E402
 from workbench.zoo.relations import RELATIONS  # noqa: E402
@@ -45,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     model = workbench.load_model()
     window = 3  # of 6 layers; ROME's 10 is for 48-layer GPT-2 XL
-    traces = [trace(model, PROMPT, SUBJECT, kind=k, window=window, samples=args.samples) for k in ("hidden", "mlp", "attn")]
+    traces = trace_kinds(model, PROMPT, SUBJECT, window=window, samples=args.samples)
     plot_trace_panels(traces).savefig(HERE / "causal_trace_burkina_faso.png", dpi=120)
     severed = trace(model, PROMPT, SUBJECT, severed="mlp", samples=args.samples)
     plot_trace(severed).savefig(HERE / "causal_trace_severed.png", dpi=120)

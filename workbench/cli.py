@@ -101,7 +101,7 @@ def _run_trace(args: argparse.Namespace) -> int:
     import re
     from pathlib import Path
 
-    from workbench.locate.tracing import trace
+    from workbench.locate.tracing import trace_kinds
     from workbench.models import load_model
     from workbench.plot.tracing import plot_trace_panels
 
@@ -109,12 +109,10 @@ def _run_trace(args: argparse.Namespace) -> int:
     kinds = ["hidden", "mlp", "attn"] if args.kind == "all" else [args.kind]
     out = Path(args.out)
     stem = re.sub(r"[^A-Za-z0-9]+", "_", args.prompt).strip("_")[:60] or "trace"
-    results = []
-    for kind in kinds:
-        result = trace(model, args.prompt, args.subject, answer=args.answer, kind=kind, samples=args.samples,
-                       noise=args.noise, window=args.window, seed=args.seed, progress=True)
-        print(f"{kind}: saved {result.save(out / f'{stem}_{kind}.json')}")
-        results.append(result)
+    results = trace_kinds(model, args.prompt, args.subject, kinds=kinds, answer=args.answer, samples=args.samples,
+                          noise=args.noise, window=args.window, seed=args.seed, progress=True)
+    for result in results:
+        print(f"{result.kind}: saved {result.save(out / f'{stem}_{result.kind}.json')}")
     figure_path = out / f"{stem}.png"
     plot_trace_panels(results).savefig(figure_path, dpi=120)
     first = results[0]

@@ -66,10 +66,10 @@ def _facts_table(model) -> None:
 
 def _locate(model, out: Path, n_facts: int) -> int:
     from workbench.locate.effects import LAST_SUBJECT, trace_many
-    from workbench.locate.tracing import trace
+    from workbench.locate.tracing import trace_kinds
     from workbench.plot.tracing import plot_trace_panels
 
-    traces = [trace(model, TRACE_PROMPT, TRACE_SUBJECT, kind=k, window=3) for k in ("hidden", "mlp", "attn")]
+    traces = trace_kinds(model, TRACE_PROMPT, TRACE_SUBJECT, window=3)
     plot_trace_panels(traces).savefig(out / "story_causal_trace.png", dpi=110)
     hidden = traces[0]
     best_token, best_layer = divmod(int(hidden.indirect_effect.argmax()), hidden.scores.shape[1])

@@ -9,7 +9,7 @@ from conftest import FAMILIES
 import workbench
 from workbench import families
 from workbench.errors import InvalidRequestError, SubjectNotInPromptError
-from workbench.locate.tracing import TraceResult, trace
+from workbench.locate.tracing import TraceResult, trace, trace_kinds
 from workbench.tokens import locate_subject
 
 PROMPT, SUBJECT = "The capital of France is", "France"
@@ -102,6 +102,17 @@ def test_trace_is_deterministic_for_a_seed(models):
     other = trace(model, PROMPT, SUBJECT, samples=3, seed=8)
     np.testing.assert_array_equal(first.scores, second.scores)
     assert not np.array_equal(first.scores, other.scores)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_tracing_kinds_together_equals_tracing_them_one_by_one(models, family):
+    model = models[family]
+    together = trace_kinds(model, PROMPT, SUBJECT, samples=3, window=3, severed="mlp")
+    for result in together:
+        alone = trace(model, PROMPT, SUBJECT, kind=result.kind, samples=3, window=3,
+                      severed="mlp" if result.kind == "hidden" else None)
+        np.testing.assert_allclose(result.scores, alone.scores, atol=1e-6)
+        assert result.corrupted_prob == pytest.approx(alone.corrupted_prob, abs=1e-6)
 
 
 def test_result_labels_and_round_trip(models, tmp_path):

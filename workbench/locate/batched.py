@@ -107,7 +107,7 @@ class PatchRunner:
         self.sources, self.corruption = sources, corruption
         self.samples = corruption.samples if corruption else 1
         self.memory_budget = memory_budget
-        self._prefixes: dict[int, DynamicCache] = {}
+        self._unpatched: DynamicCache | None = None
 
     def cells_per_batch(self, start: int) -> int:
         """How many cells fit the memory budget when positions ``start`` onwards are run."""
@@ -134,16 +134,18 @@ class PatchRunner:
         return results
 
     def _prefix(self, start: int) -> DynamicCache:
-        """Keys and values of positions ``0 .. start - 1`` of the (corrupted) run, one row per sample."""
-        if start not in self._prefixes:
-            prefix = self.input_ids[:, :start]
+        """Keys and values of positions ``0 .. start - 1`` of the (corrupted) run, one row per sample:
+        the first ``start`` positions of one unpatched run of the whole prompt, computed once."""
+        if self._unpatched is None:
             if self.corruption is None:
-                embedded = families.embedding(self.model)(prefix)
+                embedded = families.embedding(self.model)(self.input_ids)
             else:
-                embedded = self.corruption.embeddings(self.model, prefix)
+                embedded = self.corruption.embeddings(self.model, self.input_ids)
             run = self.model.original_model(inputs_embeds=embedded, use_cache=True, logits_to_keep=1)
-            self._prefixes[start] = run.past_key_values
-        return self._prefixes[start]
+            self._unpatched = run.past_key_values
+        cache = copy.deepcopy(self._unpatched)
+        cache.crop(start - self.input_ids.shape[1])  # a negative count: how many positions to drop
+        return cache
 
     def _run_chunk(self, cells: Sequence[Sequence[Patch]], start: int) -> Float[torch.Tensor, "cells"]:
         samples = self.samples
@@ -157,7 +159,7 @@ class PatchRunner:
         inputs = self.input_ids[:, start:].expand(len(cells) * samples, -1)
         extra = {}
         if start > 0:
-            cache = copy.deepcopy(self._prefix(start))
+            cache = self._prefix(start)
             cache.batch_select_indices(torch.arange(samples, device=inputs.device).repeat(len(cells)))
             extra["past_key_values"] = cache
         # logits at the last position only: the unembedding of every position is a large share

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.errors import InvalidRequestError
-from workbench.locate.tracing import Kind, embedding_std, trace
+from workbench.locate.tracing import Kind, embedding_std, trace_kinds
 from workbench.results import JsonResult
 
 ROLES = (
@@ -120,9 +120,9 @@ def trace_many(
     for item in tqdm(prompts, desc="tracing facts", disable=not progress, unit="fact"):
         prompt, subject = item[0], item[1]
         answer = item[2] if len(item) > 2 else None
-        for kind in kinds:
-            result = trace(model, prompt, subject, answer=answer, kind=kind, samples=samples,
-                           noise_scale=scale, window=window, seed=seed)
+        for result in trace_kinds(model, prompt, subject, kinds=kinds, answer=answer, samples=samples,
+                                  noise_scale=scale, window=window, seed=seed):
+            kind = result.kind
             roles = token_roles(len(result.tokens), result.subject_start, result.subject_end)
             effect = result.indirect_effect
             for role in range(len(ROLES)):
