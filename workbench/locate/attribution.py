@@ -51,7 +51,7 @@ class NeuronAttribution(JsonResult):
     activations: np.ndarray
     """``[layer, d_mlp]`` the neurons' clean activations at the last position."""
     deltas: np.ndarray
-    """``[layer]`` captum's convergence delta: sum of attributions - (F(x) - F(baseline))."""
+    """``[layer]`` the convergence delta: sum of attributions - (F(x) - F(baseline)), as captum defines it."""
     output: float
     """F at the clean activations."""
     baseline_outputs: np.ndarray
@@ -78,17 +78,25 @@ def integrated_gradients(
     steps: int = 20,
     method: str = "gausslegendre",
     internal_batch_size: int | None = None,
+    endpoint_outputs: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Captum's integrated gradients of ``forward`` from a zero baseline to ``inputs``.
 
     Each row of ``inputs`` is attributed independently. Returns (attributions like ``inputs``,
-    convergence delta per row).
+    convergence delta per row: sum of the row's attributions - (F(input) - F(baseline))).
+    ``endpoint_outputs``, (F(inputs), F(baselines)) per row when the caller already has them,
+    spares captum's two extra forward passes for the delta; the delta is the same quantity.
     """
     explainer = IntegratedGradients(forward)
-    attributions, delta = explainer.attribute(
-        inputs, baselines=torch.zeros_like(inputs), n_steps=steps, method=method,
-        internal_batch_size=internal_batch_size, return_convergence_delta=True,
-    )
+    if endpoint_outputs is None:
+        return explainer.attribute(
+            inputs, baselines=torch.zeros_like(inputs), n_steps=steps, method=method,
+            internal_batch_size=internal_batch_size, return_convergence_delta=True,
+        )
+    attributions = explainer.attribute(inputs, baselines=torch.zeros_like(inputs), n_steps=steps, method=method,
+                                       internal_batch_size=internal_batch_size)
+    at_input, at_baseline = endpoint_outputs
+    delta = attributions.sum(-1) - (at_input - at_baseline)
     return attributions, delta
 
 
@@ -104,8 +112,21 @@ class _LastPositionRunner:
         if ids.shape[1] < 2:
             raise InvalidRequestError("the prompt needs at least one token after the BOS token")
         self.last = ids[:, -1:]
-        with torch.no_grad():
-            self.prefix_cache = self.hf(ids[:, :-1], use_cache=True).past_key_values
+        captured = {}
+        handles = [
+            module.register_forward_pre_hook(lambda m, args, i=i: captured.__setitem__(i, args[0][0, -1].clone()))
+            for i, module in enumerate(self.modules)
+        ]
+        try:
+            with torch.no_grad():  # the whole prompt once: the prefix's cache and the clean last position
+                run = self.hf(ids, use_cache=True, logits_to_keep=1)
+        finally:
+            for handle in handles:
+                handle.remove()
+        self.clean_logits: Float[torch.Tensor, "d_vocab"] = run.logits[0, -1].float()
+        self.clean_activations: Float[torch.Tensor, "layers d_mlp"] = torch.stack([captured[i] for i in range(len(self.modules))])
+        self.prefix_cache = run.past_key_values
+        self.prefix_cache.crop(-1)  # drop the last position, which every later pass recomputes
 
     def logits(self, replacements: dict[int, tuple[torch.Tensor, torch.Tensor]], batch: int) -> torch.Tensor:
         """``[batch, d_vocab]`` last-position logits; ``replacements[i] = (rows, values)`` sets the
@@ -125,21 +146,6 @@ class _LastPositionRunner:
         finally:
             for handle in handles:
                 handle.remove()
-
-    @torch.no_grad()
-    def clean_run(self) -> tuple[Float[torch.Tensor, "d_vocab"], Float[torch.Tensor, "layers d_mlp"]]:
-        """The clean last-position logits and FFN activations of every chosen layer, in one pass."""
-        captured = {}
-        handles = [
-            module.register_forward_pre_hook(lambda m, args, i=i: captured.__setitem__(i, args[0][0, 0].clone()))
-            for i, module in enumerate(self.modules)
-        ]
-        try:
-            logits = self.logits({}, 1)[0]
-        finally:
-            for handle in handles:
-                handle.remove()
-        return logits, torch.stack([captured[i] for i in range(len(self.modules))])
 
 
 def attribute(
@@ -172,7 +178,7 @@ def attribute(
         raise InvalidRequestError("steps must be at least 1")
     layers = list(range(families.n_layers(model))) if layers is None else [families.check_layer(model, l) for l in layers]
     runner = _LastPositionRunner(model, prompt, layers)
-    clean_logits, activations = runner.clean_run()
+    clean_logits, activations = runner.clean_logits, runner.clean_activations
     answer_id = int(clean_logits.argmax()) if answer is None else answer_token(model, answer)
 
     def readout(logits: torch.Tensor) -> torch.Tensor:
@@ -188,11 +194,12 @@ def attribute(
         return readout(runner.logits(replacements, scaled.shape[0]))
 
     batch = max(n_layers, internal_batch_size // n_layers * n_layers)
-    attributions, delta = integrated_gradients(forward, activations, steps=steps, method=method,
-                                               internal_batch_size=batch)
     with torch.no_grad():
-        baselines = forward(torch.zeros_like(activations))
+        baselines = forward(torch.zeros_like(activations))  # [layers]
         output = readout(clean_logits[None])[0]
+    attributions, delta = integrated_gradients(forward, activations, steps=steps, method=method,
+                                               internal_batch_size=batch,
+                                               endpoint_outputs=(output.expand(n_layers), baselines))
     return NeuronAttribution(
         prompt=prompt,
         answer=model.tokenizer.decode([answer_id]),
