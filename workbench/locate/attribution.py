@@ -78,14 +78,15 @@ def integrated_gradients(
     steps: int = 20,
     method: str = "gausslegendre",
     internal_batch_size: int | None = None,
-    endpoint_outputs: tuple[torch.Tensor, torch.Tensor] | None = None,
+    endpoint_outputs: tuple[torch.Tensor, torch.Tensor] | Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Captum's integrated gradients of ``forward`` from a zero baseline to ``inputs``.
 
     Each row of ``inputs`` is attributed independently. Returns (attributions like ``inputs``,
     convergence delta per row: sum of the row's attributions - (F(input) - F(baseline))).
-    ``endpoint_outputs``, (F(inputs), F(baselines)) per row when the caller already has them,
-    spares captum's two extra forward passes for the delta; the delta is the same quantity.
+    ``endpoint_outputs``, (F(inputs), F(baselines)) per row when the caller already has them (or a
+    function returning them once the attribution has run), spares captum's two extra forward
+    passes for the delta; the delta is the same quantity.
     """
     explainer = IntegratedGradients(forward)
     if endpoint_outputs is None:
@@ -95,7 +96,7 @@ def integrated_gradients(
         )
     attributions = explainer.attribute(inputs, baselines=torch.zeros_like(inputs), n_steps=steps, method=method,
                                        internal_batch_size=internal_batch_size)
-    at_input, at_baseline = endpoint_outputs
+    at_input, at_baseline = endpoint_outputs() if callable(endpoint_outputs) else endpoint_outputs
     delta = attributions.sum(-1) - (at_input - at_baseline)
     return attributions, delta
 
@@ -186,20 +187,30 @@ def attribute(
         return scores if target == "log_prob" else scores.exp()
 
     n_layers = len(layers)
+    baseline_outputs: list[torch.Tensor] = []
 
     def forward(scaled: Float[torch.Tensor, "rows d_mlp"]) -> Float[torch.Tensor, "rows"]:
+        # The first pass also carries one zero-activation row per layer (the baselines, F(0)),
+        # which saves a pass of its own; their outputs are kept aside, not returned to captum.
+        n = scaled.shape[0]
+        extra = not baseline_outputs
+        if extra:
+            scaled = torch.cat([scaled, torch.zeros_like(activations)])
         # captum orders rows step-major, each step holding every layer: row r is layer r % n_layers
+        # (n is a multiple of n_layers, so the appended row j is layer j)
         row_layer = torch.arange(scaled.shape[0], device=scaled.device) % n_layers
         replacements = {i: (rows, scaled[rows]) for i in range(n_layers) for rows in [(row_layer == i).nonzero()[:, 0]]}
-        return readout(runner.logits(replacements, scaled.shape[0]))
+        values = readout(runner.logits(replacements, scaled.shape[0]))
+        if extra:
+            baseline_outputs.append(values[n:].detach())
+        return values[:n]
 
     batch = max(n_layers, internal_batch_size // n_layers * n_layers)
-    with torch.no_grad():
-        baselines = forward(torch.zeros_like(activations))  # [layers]
-        output = readout(clean_logits[None])[0]
+    output = readout(clean_logits[None])[0]
     attributions, delta = integrated_gradients(forward, activations, steps=steps, method=method,
                                                internal_batch_size=batch,
-                                               endpoint_outputs=(output.expand(n_layers), baselines))
+                                               endpoint_outputs=lambda: (output.expand(n_layers), baseline_outputs[0]))
+    baselines = baseline_outputs[0]
     return NeuronAttribution(
         prompt=prompt,
         answer=model.tokenizer.decode([answer_id]),
