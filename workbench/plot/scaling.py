@@ -23,7 +23,7 @@ STYLES = {"batch": "-", "sequential": "--"}
 def plot_scaling(results: Sequence[ScalingResult], metrics: Sequence[str] = tuple(LABELS)) -> Figure:
     """One panel per metric; x: number of edits (log scale); the unedited model's value on the
     largest set of cases is the dotted grey line."""
-    figure, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 3.3), constrained_layout=True)
+    figure, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 4.0), constrained_layout=True)
     colours = {}
     for ax, metric in zip(np.atleast_1d(axes), metrics):
         for result in results:
@@ -41,6 +41,7 @@ def plot_scaling(results: Sequence[ScalingResult], metrics: Sequence[str] = tupl
         ax.set_xlabel("number of edits")
         ax.set_ylabel(LABELS.get(metric, metric))
         ax.set_title(LABELS.get(metric, metric).split(" (")[0], fontsize=10)
-    np.atleast_1d(axes)[0].legend(fontsize=7, loc="best")
+    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5), fontsize=8)
     figure.suptitle("Editing at scale on CounterFact cases (dotted: unedited model)", fontsize=11)
     return figure
