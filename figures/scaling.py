@@ -5,8 +5,8 @@
 Writes, under figures/:
   scaling_batch.json, scaling_sequential.json   the table behind the figure, one run per mode
   scaling.png                                   each CounterFact metric vs number of edits
-  scaling_memit_1000.json                       MEMIT, 1,000 edits in one batch (written by
-                                                `workbench bench --methods memit --edits 1000`)
+  (scaling_batch_memit_1000.json, MEMIT with 1,000 edits in one batch, is written by
+   `workbench bench --methods memit --edits 1000 --fluency-tokens 20 --out figures`: 13 minutes)
 Deterministic: the first N cases of the bundled benchmark, fixed seeds. Sequential mode writes
 one edit at a time. On 2 CPU cores, N = 100 for all five methods in both modes takes about
 15 minutes, most of it ROME's sequential edits.
