@@ -90,3 +90,16 @@ def test_using_corpus_sets_the_editors_corpus_and_a_singular_moment_is_explained
         workbench.edit(model, EditRequest("The capital of {} is", "France", "Rome"), layer=0, v_steps=2,
                        prefixes=((2, 1),))
     assert changed(model, before) == set()
+
+
+def test_stopping_the_pass_at_the_layer_leaves_no_hook_behind(model):
+    from workbench.tokens import encode
+
+    def hooks():
+        return {name: len(module._forward_hooks) for name, module in model.named_modules()}
+
+    ids = encode(model, "The capital of France is")
+    before, hooks_before = model(ids, return_type="logits"), hooks()
+    accumulate_second_moment(model, 0, ["Paris is a city in France.", "Rome is a city in Italy."])
+    assert torch.equal(model(ids, return_type="logits"), before)
+    assert hooks() == hooks_before

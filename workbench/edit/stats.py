@@ -43,6 +43,10 @@ _PINNED: dict[int, str] = {}
 """id(model) -> weights fingerprint whose statistics are served while edits accumulate."""
 
 
+class _KeysCaptured(Exception):
+    """Raised from the capture hook to end a forward pass once the keys are in hand."""
+
+
 def statistics_fingerprint(model: TransformerBridge) -> str:
     """The fingerprint statistics of ``model`` are cached under: the pinned one inside
     :func:`pinned_statistics`, else that of the current weights."""
@@ -137,8 +141,12 @@ def accumulate_second_moment(
 
         def capture(activation, hook=None):
             keys["k"] = activation
+            raise _KeysCaptured  # the layers above are not needed: stop the forward pass here
 
-        model.run_with_hooks(input_ids.to(model.cfg.device), return_type=None, fwd_hooks=[(hook, capture)])
+        try:
+            model.run_with_hooks(input_ids.to(model.cfg.device), return_type=None, fwd_hooks=[(hook, capture)])
+        except _KeysCaptured:
+            pass
         k = keys["k"][mask.to(model.cfg.device)].double()  # [tokens, d_mlp]
         total_sum.add_(k.T @ k)
         bar.update(len(batch))
