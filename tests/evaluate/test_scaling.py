@@ -61,6 +61,6 @@ def test_peak_memory_sees_a_large_allocation():
     with PeakMemory(interval=0.001) as large:
         block = bytearray(200 * 2**20)
         block[::4096] = b"x" * len(block[::4096])
+        time.sleep(0.3)  # the sampler needs the GIL and a CPU while the block is alive
         del block  # gone before the block ends: only the sampler can have seen it
-        time.sleep(0.2)
     assert large.megabytes - small.megabytes > 150
