@@ -55,3 +55,12 @@ def test_edit_prints_before_and_after(tiny_model_dirs, capsys):
     assert code == 0
     output = capsys.readouterr().out
     assert "before:" in output and "after:" in output and "rome edit of layer(s) [0]" in output
+
+
+def test_zoo_train_boolean_options_are_flags():
+    from workbench.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["zoo", "train", "--atomic-subjects"]).atomic_subjects is True
+    assert parser.parse_args(["zoo", "train"]).atomic_subjects is False
+    assert parser.parse_args(["zoo", "train", "--epochs", "3"]).epochs == 3

@@ -83,9 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "default: the bundled knowledge base")
     train.add_argument("--out", help="output directory (default: the bundled model's directory)")
     for option in fields(TrainConfig):
+        flag = f"--{option.name.replace('_', '-')}"
+        if isinstance(option.default, bool):
+            train.add_argument(flag, action=argparse.BooleanOptionalAction, default=option.default)
+            continue
         kind = int if option.default is None else type(option.default)
-        train.add_argument(f"--{option.name.replace('_', '-')}", type=kind, default=option.default,
-                           help=f"(default: {option.default})")
+        train.add_argument(flag, type=kind, default=option.default, help=f"(default: {option.default})")
     train.set_defaults(handler=_run_zoo_train)
     return parser
 

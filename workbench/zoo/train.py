@@ -62,6 +62,9 @@ class TrainConfig:
     """Measure recall every this many epochs (recorded in the history; 0 disables)."""
     seed: int = 0
     threads: int | None = None
+    atomic_subjects: bool = False
+    """Make every subject one token (see :func:`~workbench.zoo.tokenizer.train_tokenizer`), so the
+    model must read all it knows about a subject from one position: the layout ROME and MEMIT assume."""
 
 
 def with_default_templates(facts: Iterable[Fact]) -> list[TrainingFact]:
@@ -197,7 +200,8 @@ def train_fact_model(
 def _train(facts: Sequence[TrainingFact], config: TrainConfig, progress: bool) -> TrainingRun:
     torch.manual_seed(config.seed)
     started = time.perf_counter()
-    tokenizer = train_tokenizer(corpus_texts(facts), vocab_size=config.vocab_size)
+    atomic_words = [item.fact.subject for item in facts] if config.atomic_subjects else []
+    tokenizer = train_tokenizer(corpus_texts(facts), vocab_size=config.vocab_size, atomic_words=atomic_words)
     model = GPT2LMHeadModel(
         GPT2Config(
             vocab_size=len(tokenizer),
