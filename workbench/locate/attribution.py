@@ -33,6 +33,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from workbench import families
 from workbench.errors import InvalidRequestError
 from workbench.locate.tracing import answer_token
+from workbench.models import frozen_weights
 from workbench.results import JsonResult
 from workbench.tokens import encode
 
@@ -207,9 +208,11 @@ def attribute(
 
     batch = max(n_layers, internal_batch_size // n_layers * n_layers)
     output = readout(clean_logits[None])[0]
-    attributions, delta = integrated_gradients(forward, activations, steps=steps, method=method,
-                                               internal_batch_size=batch,
-                                               endpoint_outputs=lambda: (output.expand(n_layers), baseline_outputs[0]))
+    with frozen_weights(model):
+        attributions, delta = integrated_gradients(
+            forward, activations, steps=steps, method=method, internal_batch_size=batch,
+            endpoint_outputs=lambda: (output.expand(n_layers), baseline_outputs[0]),
+        )
     baselines = baseline_outputs[0]
     return NeuronAttribution(
         prompt=prompt,
