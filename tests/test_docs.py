@@ -18,7 +18,8 @@ spec.loader.exec_module(build_api)
 METHOD_MODULES = [
     "workbench.locate.tracing", "workbench.locate.effects", "workbench.locate.patching",
     "workbench.locate.attribution", "workbench.locate.token_attribution", "workbench.locate.neurons",
-    "workbench.locate.kn_analysis", "workbench.locate.memories", "workbench.edit.rome", "workbench.edit.memit",
+    "workbench.locate.kn_analysis", "workbench.locate.memories", "workbench.locate.subject_swap",
+    "workbench.edit.rome", "workbench.edit.memit",
     "workbench.edit.kn", "workbench.edit.finetune", "workbench.edit.stats", "workbench.edit.targets",
     "workbench.edit.contexts", "workbench.evaluate.metrics", "workbench.evaluate.fluency",
     "workbench.evaluate.scaling",
