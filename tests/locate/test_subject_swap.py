@@ -24,7 +24,8 @@ def swapped(model):
 
 def test_donors_hold_the_new_target_under_the_same_prompt():
     records = benchmark(60)
-    truths = {(r.requested_rewrite.prompt, r.requested_rewrite.subject): r.requested_rewrite.target_true for r in records}
+    requests = [record.requested_rewrite for record in records]
+    truths = {(request.prompt, request.subject): request.target_true for request in requests}
     donors = donor_subjects(records)
     assert any(donors)
     for record, donor in zip(records, donors):
