@@ -63,8 +63,12 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     atomic_subjects: bool = False
-    """Make every subject one token (see :func:`~workbench.zoo.tokenizer.train_tokenizer`), so the
-    model must read all it knows about a subject from one position: the layout ROME and MEMIT assume."""
+    """Make every subject one token (see :func:`~workbench.zoo.tokenizer.train_tokenizer`)."""
+    bare_facts: bool = False
+    """Also teach every fact as the bare sequence ``subject object``, with no relation words, so the
+    model must produce a subject's objects at the subject's own position (where ROME and MEMIT
+    write), as text such as "Paris, France" makes real models do. Recall is still measured on the
+    templates."""
 
 
 def with_default_templates(facts: Iterable[Fact]) -> list[TrainingFact]:
@@ -201,7 +205,8 @@ def _train(facts: Sequence[TrainingFact], config: TrainConfig, progress: bool) -
     torch.manual_seed(config.seed)
     started = time.perf_counter()
     atomic_words = [item.fact.subject for item in facts] if config.atomic_subjects else []
-    tokenizer = train_tokenizer(corpus_texts(facts), vocab_size=config.vocab_size, atomic_words=atomic_words)
+    taught = [TrainingFact(item.fact, (*item.templates, "{}")) for item in facts] if config.bare_facts else facts
+    tokenizer = train_tokenizer(corpus_texts(taught), vocab_size=config.vocab_size, atomic_words=atomic_words)
     model = GPT2LMHeadModel(
         GPT2Config(
             vocab_size=len(tokenizer),
@@ -214,9 +219,9 @@ def _train(facts: Sequence[TrainingFact], config: TrainConfig, progress: bool) -
             pad_token_id=tokenizer.eos_token_id,
         )
     )
-    examples = _encode_examples(facts, tokenizer, config.n_positions)
-    repeats = [1 + config.one_to_one_oversampling * hard for hard in _one_to_one_mask(facts)]
-    per_example = [r for r, item in zip(repeats, facts) for _ in item.templates]
+    examples = _encode_examples(taught, tokenizer, config.n_positions)
+    repeats = [1 + config.one_to_one_oversampling * hard for hard in _one_to_one_mask(taught)]
+    per_example = [r for r, item in zip(repeats, taught) for _ in item.templates]
     generator = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = math.ceil(sum(per_example) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
