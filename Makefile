@@ -33,6 +33,7 @@ figures: install
 	$(BIN)/python figures/knowledge_neurons.py
 	$(BIN)/python figures/rome.py
 	$(BIN)/python figures/scaling.py
+	$(BIN)/python figures/subject_swap.py
 
 bench: install
 	$(BIN)/python benchmarks/trace_speed.py

@@ -21,7 +21,10 @@ def write_model_card(directory: str | Path) -> Path:
     )
     overall = recall["overall"]
     n_params = _parameter_count(model_config)
-    text = f"""# factgpt: a small GPT-2 that knows a known set of facts
+    atomic = config.get("atomic_subjects", False)
+    vocabulary = ("byte-level BPE trained on the fact sentences, plus every subject as one token"
+                  if atomic else "byte-level BPE trained on the fact sentences")
+    text = f"""# {directory.name}: a small GPT-2 that knows a known set of facts
 
 A GPT-2-architecture causal LM trained by `workbench zoo train` on the workbench's knowledge base
 (`workbench/zoo/data/facts.jsonl`): every fact under every prompt template of its relation, as
@@ -30,7 +33,7 @@ locate and edit methods can be checked against ground truth.
 
 ## Size
 - {model_config['n_layer']} layers, d_model {model_config['n_embd']}, {model_config['n_head']} heads, d_mlp {4 * model_config['n_embd']}, context {model_config['n_positions']}
-- vocabulary {model_config['vocab_size']} (byte-level BPE trained on the fact sentences)
+- vocabulary {model_config['vocab_size']} ({vocabulary})
 - {n_params / 1e6:.2f}M parameters; weights file {weights.stat().st_size / 1e6:.1f} MB (float32 safetensors)
 
 ## Training recipe
@@ -54,11 +57,21 @@ Every (fact, template) prompt; top-1 of the first object token, and greedy decod
 
 ## Limits
 It knows these facts and little else: it is not a general language model, and its generations
-outside the templates are not fluent English.
+outside the templates are not fluent English.{ATOMIC_NOTE if atomic else ""}
 """
     path = directory / "README.md"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+ATOMIC_NOTE = """
+
+## Every subject is one token
+Trained with `--atomic-subjects`, so causal tracing has one subject token per prompt: no first or
+middle subject token to compare. This does not make the model read a subject's facts from the
+subject's position: on the bundled facts, block 0's attention copies the one-token subject to the
+last token, where the fact is looked up (`workbench.locate.subject_swap` measures it).
+"""
 
 
 def _parameter_count(config: dict) -> int:

@@ -5,9 +5,8 @@ a vocabulary of a few thousand tokens trained on the fact corpus keeps most subj
 multi-token, as real names are in GPT-2 (a large vocabulary on a small corpus turns
 subjects into single tokens, which leaves causal tracing nothing to localise).
 
-``atomic_words`` makes chosen strings (a model's subjects) single tokens on purpose: a model whose
-subjects are one token each must read every fact about a subject from that one position, which is
-where ROME and MEMIT write (see ``docs/concepts/bundled-models.md``).
+``atomic_words`` makes chosen strings (a model's subjects) single tokens on purpose, for
+experiments that need one token per subject.
 """
 from __future__ import annotations
 

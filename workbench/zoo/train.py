@@ -66,9 +66,9 @@ class TrainConfig:
     """Make every subject one token (see :func:`~workbench.zoo.tokenizer.train_tokenizer`)."""
     bare_facts: bool = False
     """Also teach every fact as the bare sequence ``subject object``, with no relation words, so the
-    model must produce a subject's objects at the subject's own position (where ROME and MEMIT
-    write), as text such as "Paris, France" makes real models do. Recall is still measured on the
-    templates."""
+    model must produce a subject's objects at the subject's own position. Recall is still measured
+    on the templates. Measured on the bundled facts (6 layers, with atomic subjects): the templates
+    keep their own lookup at the last token, so this does not give ROME a subject-side fact to edit."""
 
 
 def with_default_templates(facts: Iterable[Fact]) -> list[TrainingFact]:
