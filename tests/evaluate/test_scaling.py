@@ -64,3 +64,26 @@ def test_peak_memory_sees_a_large_allocation():
         time.sleep(0.3)  # the sampler needs the GIL and a CPU while the block is alive
         del block  # gone before the block ends: only the sampler can have seen it
     assert large.megabytes - small.megabytes > 150
+
+
+def _result(mode, runs, fluency_tokens=20):
+    return ScalingResult(mode=mode, batch_size=0, runs=[{"method": m, "n_edits": n} for m, n in runs],
+                         settings={"fluency_cases": 20, "fluency_tokens": fluency_tokens, "hparams": {}})
+
+
+def test_merged_results_keep_method_order_and_sort_by_edits():
+    sweep = _result("batch", [("rome", 1), ("rome", 10), ("kn", 1), ("kn", 10)])
+    large = _result("batch", [("kn", 1000), ("rome", 1000)])
+    merged = ScalingResult.merged([large, sweep])
+    assert [(run["method"], run["n_edits"]) for run in merged.runs] == [
+        ("kn", 1), ("kn", 10), ("kn", 1000), ("rome", 1), ("rome", 10), ("rome", 1000)]
+
+
+@pytest.mark.parametrize("other", [
+    _result("sequential", [("kn", 1000)]),
+    _result("batch", [("kn", 1000)], fluency_tokens=30),
+    _result("batch", [("kn", 10)]),
+])
+def test_results_that_do_not_belong_together_are_not_merged(other):
+    with pytest.raises(InvalidRequestError):
+        ScalingResult.merged([_result("batch", [("kn", 1), ("kn", 10)]), other])

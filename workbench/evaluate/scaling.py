@@ -55,6 +55,38 @@ class ScalingResult(JsonResult):
             lines.append(f"{run['method']:<8}{run['n_edits']:>6}{values}{run['edit_seconds']:>10.1f}{run['peak_mb']:>9.0f}")
         return "\n".join(lines)
 
+    @classmethod
+    def merged(cls, results: Sequence[ScalingResult]) -> ScalingResult:
+        """One result with the runs of several, e.g. a 1-100 sweep and a separate 1,000-edit run, so
+        each method plots as one line. Runs are ordered by method (first appearance) then by N.
+
+        Raises:
+            InvalidRequestError: the results differ in mode, batch size or fluency settings, or two
+                of them measured the same (method, number of edits).
+        """
+        if not results:
+            raise InvalidRequestError("give at least one scaling result to merge")
+
+        def protocol(result: ScalingResult) -> tuple:
+            return (result.mode, result.batch_size, result.settings.get("fluency_cases"),
+                    result.settings.get("fluency_tokens"))
+
+        if len({protocol(result) for result in results}) > 1:
+            raise InvalidRequestError("only results of one mode, batch size and fluency setting can be merged, got "
+                                      f"{sorted({protocol(result) for result in results}, key=str)}")
+        runs = [run for result in results for run in result.runs]
+        measured = [(run["method"], run["n_edits"]) for run in runs]
+        if len(set(measured)) < len(measured):
+            raise InvalidRequestError("two results measured the same (method, number of edits); keep one of them")
+        order = list(dict.fromkeys(method for method, _ in measured))
+        hparams = {method: options for result in results for method, options in result.settings.get("hparams", {}).items()}
+        return cls(
+            mode=results[0].mode,
+            batch_size=results[0].batch_size,
+            runs=sorted(runs, key=lambda run: (order.index(run["method"]), run["n_edits"])),
+            settings={**results[0].settings, "hparams": hparams},
+        )
+
 
 def run_scaling(
     model: TransformerBridge,
