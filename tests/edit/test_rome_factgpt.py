@@ -20,6 +20,7 @@ def model():
     return workbench.load_model()
 
 
+@pytest.mark.slow  # about 80 s, most of it the second moments over the whole corpus
 def test_edits_move_the_target_and_are_undone_bit_exactly(model):
     weights = {name: tensor.clone() for name, tensor in hf_state_dict(model).items()}
     records = benchmark(3)
