@@ -81,8 +81,9 @@ def save_model(model: TransformerBridge, path: str | os.PathLike) -> Path:
 @contextmanager
 def frozen_weights(model: TransformerBridge) -> Iterator[None]:
     """Within the block no parameter requires a gradient, so backward passes that need gradients
-    only for an input (an edit's delta, an attributed activation) keep no state for the weights:
-    about 1.8x faster on the bundled model. Each parameter's flag is restored on exit."""
+    only for an input (an edit's delta, an attributed activation) keep no state for the weights
+    (1.8x faster value searches on the bundled model; no measurable gain for its IG). Each
+    parameter's flag is restored on exit."""
     flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
     for parameter, _ in flags:
         parameter.requires_grad_(False)

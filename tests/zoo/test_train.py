@@ -66,3 +66,14 @@ def test_unknown_relation_without_templates_is_refused(tmp_path):
     path.write_text('{"subject": "A", "relation_id": "P9999", "object": "B"}\n', encoding="utf-8")
     with pytest.raises(ValueError, match="P9999"):
         read_training_facts(path)
+
+
+def test_atomic_subjects_are_one_token_and_bare_facts_stay_out_of_recall(facts_file):
+    # (Whether the object follows the bare subject cannot tell the option apart on this data: the
+    # tiny model predicts the colour there either way, p > 0.96, so that is not asserted.)
+    run = train_fact_model(read_training_facts(facts_file),
+                           TrainConfig(**{**TINY, "epochs": 3}, atomic_subjects=True, bare_facts=True), progress=False)
+    for subject in COLOURS:
+        assert len(run.tokenizer.encode(subject, add_special_tokens=False)) == 1, subject
+        assert len(run.tokenizer.encode(f"The colour of {subject} is", add_special_tokens=False)) == 5
+    assert run.recall.overall.prompts == 2 * len(COLOURS)  # the two templates, not the bare sequences
