@@ -44,6 +44,21 @@ def test_multi_token_probability_is_the_teacher_forced_product(model, reference)
         assert math.exp(log_prob) == pytest.approx(expected, rel=1e-4)
 
 
+def test_pairs_sharing_an_input_row_are_scored_like_pairs_alone(model, reference):
+    # same prompt with two single-token targets (one shared row); a multi-token target whose input
+    # ("... is Paris") is also the whole prompt of another pair, read from a later position
+    prompts = ["The capital of France is", "The capital of France is", "The capital of France is",
+               "The capital of France is Paris", "Rome is the capital of"]
+    targets = ["Paris", "Rome", "Paris Berlin", "Berlin", "Italy"]
+    scores = score_targets(model, prompts, targets, batch_size=2)
+    for prompt, target, log_prob in zip(prompts, targets, scores.log_prob.tolist()):
+        expected = _product_probability(reference, model.tokenizer, prompt, target)
+        assert math.exp(log_prob) == pytest.approx(expected, rel=1e-4)
+    alone = [score_targets(model, [prompt], [target]) for prompt, target in zip(prompts, targets)]
+    assert scores.tokens_correct.tolist() == [bool(one.tokens_correct[0]) for one in alone]
+    assert scores.token_accuracy.tolist() == [float(one.token_accuracy[0]) for one in alone]
+
+
 def test_case_metrics_follow_their_definitions(model, reference):
     record = CounterFactRecord(
         case_id=7,

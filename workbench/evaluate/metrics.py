@@ -40,7 +40,7 @@ def case_prompts(record: CounterFactRecord) -> dict[str, list[str]]:
 
 
 def case_metrics(model: TransformerBridge, records: Sequence[CounterFactRecord]) -> list[dict[str, float]]:
-    """Per-case scores, magnitudes and token accuracies, from two batched scoring passes."""
+    """Per-case scores, magnitudes and token accuracies, from one batched scoring of both objects."""
     rows = []  # (case index, group, prompt)
     for index, record in enumerate(records):
         if record.requested_rewrite.target_true is None:
@@ -48,9 +48,13 @@ def case_metrics(model: TransformerBridge, records: Sequence[CounterFactRecord])
         for group, prompts in case_prompts(record).items():
             rows.extend((index, group, prompt) for prompt in prompts)
     prompts = [prompt for _, _, prompt in rows]
-    new = score_targets(model, prompts, [records[i].requested_rewrite.target_new for i, _, _ in rows])
-    true = score_targets(model, prompts, [records[i].requested_rewrite.target_true for i, _, _ in rows])
-    p_new, p_true = new.log_prob.exp().tolist(), true.log_prob.exp().tolist()
+    # one call for both objects: single-token objects of a prompt share one scored row
+    targets = [records[i].requested_rewrite.target_new for i, _, _ in rows]
+    targets += [records[i].requested_rewrite.target_true for i, _, _ in rows]
+    both = score_targets(model, prompts + prompts, targets)
+    n = len(rows)
+    p_new, p_true = both.log_prob[:n].exp().tolist(), both.log_prob[n:].exp().tolist()
+    new_correct, true_correct = both.tokens_correct[:n].tolist(), both.tokens_correct[n:].tolist()
     per_case: list[dict[str, list[float]]] = [{} for _ in records]
     for row, (index, group, _) in enumerate(rows):
         sign = -1 if group == "neighborhood" else 1
@@ -58,7 +62,7 @@ def case_metrics(model: TransformerBridge, records: Sequence[CounterFactRecord])
         values = per_case[index]
         values.setdefault(f"{group}_score", []).append(100.0 * (margin > 0))
         values.setdefault(f"{group}_magnitude", []).append(margin)
-        correct = true.tokens_correct[row] if group == "neighborhood" else new.tokens_correct[row]
+        correct = true_correct[row] if group == "neighborhood" else new_correct[row]
         key = "neighborhood_accuracy" if group == "neighborhood" else "edit_success"
         values.setdefault(key, []).append(100.0 * bool(correct))
     return [

@@ -36,29 +36,40 @@ def score_targets(
     """Score ``targets[i]`` as the continuation of ``prompts[i]`` (a space is put between them).
 
     Prompts get the tokenizer's BOS; sequences are right-padded, which needs no attention mask
-    in a causal model because real tokens never attend to later padding.
+    in a causal model because real tokens never attend to later padding. A pair is scored from
+    the logits of ``prompt + target`` without its last token, and pairs needing the same input
+    share one row: every single-token target of a prompt is scored from the prompt alone, so
+    scoring two such targets per prompt (CounterFact's new and true objects) costs one row.
+    Rows are sorted by length, so batches carry little padding.
     """
     if len(prompts) != len(targets):
         raise InvalidRequestError(f"{len(prompts)} prompts but {len(targets)} targets")
     tokenizer = model.tokenizer
-    rows = []
+    prompt_tokens = {prompt: tokenizer(prompt)["input_ids"] for prompt in set(prompts)}
+    target_tokens = {target: tokenizer(" " + target.strip(), add_special_tokens=False)["input_ids"] for target in set(targets)}
+    pairs = []  # (input ids, first scored position, target ids)
     for prompt, target in zip(prompts, targets):
-        prompt_ids = tokenizer(prompt)["input_ids"]
-        target_ids = tokenizer(" " + target.strip(), add_special_tokens=False)["input_ids"]
-        rows.append((prompt_ids + target_ids, len(prompt_ids)))
-    log_probs, all_correct, accuracy = [], [], []
-    pad = tokenizer.pad_token_id
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        input_ids = pad_right([ids for ids, _ in batch], pad, model.cfg.device)
-        logits = model(input_ids, return_type="logits").float()
-        log_softmax = logits.log_softmax(-1).cpu()  # [batch, pos, vocab]
-        for row, (ids, target_start) in enumerate(batch):
-            positions = torch.arange(target_start - 1, len(ids) - 1)
-            wanted = torch.tensor(ids[target_start:])
-            token_log_probs = log_softmax[row, positions, wanted]
-            hits = log_softmax[row, positions].argmax(-1) == wanted
-            log_probs.append(token_log_probs.sum())
-            all_correct.append(bool(hits.all()))
-            accuracy.append(hits.float().mean())
-    return TargetScores(torch.stack(log_probs), torch.tensor(all_correct), torch.stack(accuracy))
+        prompt_ids, target_ids = prompt_tokens[prompt], target_tokens[target]
+        pairs.append((tuple(prompt_ids + target_ids[:-1]), len(prompt_ids) - 1, target_ids))
+    inputs = sorted({ids for ids, _, _ in pairs}, key=len)
+    row_of = {ids: row for row, ids in enumerate(inputs)}
+    wanted_by_row: dict[int, list[int]] = {}
+    for pair_index, (ids, _, _) in enumerate(pairs):
+        wanted_by_row.setdefault(row_of[ids], []).append(pair_index)
+
+    log_probs = torch.empty(len(pairs))
+    all_correct = torch.empty(len(pairs), dtype=torch.bool)
+    accuracy = torch.empty(len(pairs))
+    for start in range(0, len(inputs), batch_size):
+        batch = [list(ids) for ids in inputs[start : start + batch_size]]
+        logits = model(pad_right(batch, tokenizer.pad_token_id, model.cfg.device), return_type="logits")
+        for offset in range(len(batch)):
+            for pair_index in wanted_by_row[start + offset]:
+                _, first, target_ids = pairs[pair_index]
+                scored = logits[offset, first : first + len(target_ids)].float().log_softmax(-1).cpu()  # [target, vocab]
+                wanted = torch.tensor(target_ids)
+                hits = scored.argmax(-1) == wanted
+                log_probs[pair_index] = scored[torch.arange(len(target_ids)), wanted].sum()
+                all_correct[pair_index] = bool(hits.all())
+                accuracy[pair_index] = hits.float().mean()
+    return TargetScores(log_probs, all_correct, accuracy)
