@@ -1,6 +1,6 @@
 """Regenerate the causal-tracing figures of the bundled fact model.
 
-    python figures/causal_tracing.py [--facts 100] [--samples 10]
+    python figures/causal_tracing.py [--facts 200] [--samples 10]
 
 Writes, under figures/:
   causal_trace_burkina_faso.png     three-panel trace of one fact (hidden, MLP, attention)
@@ -40,7 +40,7 @@ def fact_prompts(n_facts: int) -> list[tuple[str, str, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Regenerate the causal-tracing figures.")
-    parser.add_argument("--facts", type=int, default=100)
+    parser.add_argument("--facts", type=int, default=200)
     parser.add_argument("--samples", type=int, default=10)
     args = parser.parse_args()
     model = workbench.load_model()
