@@ -71,6 +71,43 @@ def test_attribution_plots_are_labelled():
     assert [round(p.get_height()) for p in counts.patches] == [25, 75, 0]
     memory = Memory(2, 7, {}, np.zeros(4), [(" a", 1.0)], [(" b", -1.0)], [])
     assert "neuron 7" in plot_memory(memory).axes[0].get_title()
+    assert memory.plot(k=1).axes[0].get_title() == plot_memory(memory).axes[0].get_title()
     study = InterventionStudy(10, -0.5, -0.05, 0.4, 0.02, 3.0, 1, [1, 2], {})
     bars = study.plot().axes[0]
     assert "relative change" in bars.get_ylabel() and len(bars.patches) == 4
+
+
+def test_knowledge_neurons_plot_their_share_per_layer():
+    from workbench.locate.neurons import KnowledgeNeurons
+
+    found = KnowledgeNeurons(["p1", "p2"], " Paris", [[0, 1], [2, 5], [2, 7]], [[], []])
+    ax = found.plot(n_layers=4).axes[0]
+    heights = [bar.get_height() for bar in ax.patches]
+    np.testing.assert_allclose(heights, [100 / 3, 0, 200 / 3, 0])
+    assert ax.get_xlabel() == "layer" and "%" in ax.get_ylabel()
+    assert ax.get_title() == "3 knowledge neurons of 1 fact"
+
+
+def test_bench_plot_shows_each_score_unedited_and_edited():
+    from workbench.evaluate.bench import BenchResult
+
+    before = {"efficacy_score": 10.0, "paraphrase_score": 20.0, "neighborhood_score": 90.0, "score": 18.0}
+    after = {"efficacy_score": 95.0, "paraphrase_score": 80.0, "neighborhood_score": 70.0, "score": 80.5}
+    ax = BenchResult("rome", [3], 5, before, after, [], 1.0).plot().axes[0]
+    heights = [bar.get_height() for bar in ax.patches]
+    assert heights == [10.0, 20.0, 90.0, 18.0, 95.0, 80.0, 70.0, 80.5]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["ES", "PS", "NS", "S"]
+    assert ax.get_ylabel() == "score (%)" and "rome" in ax.get_title()
+
+
+def test_scaling_result_plots_each_metric_against_the_number_of_edits():
+    from workbench.evaluate.scaling import ScalingResult
+
+    runs = [{"method": "ft", "n_edits": n, "before": {}, "after": {"efficacy_score": es, "paraphrase_score": es,
+             "neighborhood_score": 100 - es, "score": 50.0, "fluency": 3.0}, "edit_seconds": 1.0, "peak_mb": 1.0}
+            for n, es in ((1, 100.0), (10, 60.0))]
+    figure = ScalingResult("batch", 0, runs).plot()
+    efficacy = figure.axes[0]
+    (line,) = efficacy.get_lines()
+    assert list(line.get_xdata()) == [1, 10] and list(line.get_ydata()) == [100.0, 60.0]
+    assert all(ax.get_xlabel() for ax in figure.axes if ax.get_lines())

@@ -39,7 +39,7 @@ def plot_layer_counts(counts: Sequence[int], n_facts: int) -> Figure:
     ax.bar(range(len(counts)), 100 * counts / max(1, counts.sum()), color="tab:green")
     ax.set_xlabel("layer")
     ax.set_ylabel("share of knowledge neurons (%)")
-    ax.set_title(f"{int(counts.sum())} knowledge neurons of {n_facts} facts", fontsize=10)
+    ax.set_title(f"{int(counts.sum())} knowledge neurons of {n_facts} fact{'s' if n_facts != 1 else ''}", fontsize=10)
     return figure
 
 

@@ -1,5 +1,8 @@
-"""Edit figures: p(target_new) against p(target_true) before and after an edit, per prompt group."""
+"""Edit figures: p(target_new) against p(target_true) before and after an edit, per prompt group,
+and a bench run's CounterFact scores before and after editing."""
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -10,6 +13,11 @@ from workbench.data import CounterFactRecord
 from workbench.evaluate.metrics import GROUPS, case_prompts
 from workbench.evaluate.probabilities import score_targets
 
+if TYPE_CHECKING:
+    from workbench.evaluate.bench import BenchResult
+
+SCORE_LABELS = {"efficacy_score": "ES", "paraphrase_score": "PS", "neighborhood_score": "NS", "score": "S"}
+
 
 def target_probabilities(model: TransformerBridge, record: CounterFactRecord) -> dict[str, np.ndarray]:
     """group -> ``[prompts, 2]`` array of (p(target_new), p(target_true)) on the case's prompts."""
@@ -17,9 +25,9 @@ def target_probabilities(model: TransformerBridge, record: CounterFactRecord) ->
     result = {}
     for group, prompts in case_prompts(record).items():
         if prompts:
-            new = score_targets(model, prompts, [request.target_new] * len(prompts)).log_prob.exp()
-            true = score_targets(model, prompts, [request.target_true] * len(prompts)).log_prob.exp()
-            result[group] = np.stack([new.numpy(), true.numpy()], axis=1)
+            targets = [request.target_new] * len(prompts) + [request.target_true] * len(prompts)
+            both = score_targets(model, prompts + prompts, targets).log_prob.exp().view(2, len(prompts))
+            result[group] = both.T.numpy()
     return result
 
 
@@ -45,4 +53,23 @@ def plot_edit_probabilities(before: dict[str, np.ndarray], after: dict[str, np.n
     np.atleast_1d(axes)[0].set_ylabel("probability (teacher forced)")
     np.atleast_1d(axes)[0].legend(fontsize=8)
     figure.suptitle(f"{request.subject}: {request.target_true!r} -> {request.target_new!r}", fontsize=11)
+    return figure
+
+
+def plot_bench(result: BenchResult) -> Figure:
+    """Efficacy, Paraphrase and Neighborhood Scores and their harmonic mean (Score), unedited and
+    edited, from a bench run of independent edits (Meng et al. 2022, Table 4's columns)."""
+    keys = [key for key in SCORE_LABELS if key in result.after]
+    figure, ax = plt.subplots(figsize=(5.5, 3.4), constrained_layout=True)
+    positions = np.arange(len(keys))
+    for offset, (label, values, colour) in enumerate((("unedited", result.before, "tab:gray"),
+                                                      ("edited", result.after, "tab:blue"))):
+        ax.bar(positions + (offset - 0.5) * 0.35, [values.get(key, np.nan) for key in keys], width=0.35,
+               color=colour, label=label)
+    ax.set_xticks(positions)
+    ax.set_xticklabels([SCORE_LABELS[key] for key in keys])
+    ax.set_ylabel("score (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(f"{result.method} on {result.n_cases} independent edits, layers {result.layers}", fontsize=10)
+    ax.legend(fontsize=8)
     return figure
