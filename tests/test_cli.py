@@ -1,6 +1,8 @@
 """The command line's top level."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import workbench
@@ -64,3 +66,21 @@ def test_zoo_train_boolean_options_are_flags():
     assert parser.parse_args(["zoo", "train", "--atomic-subjects"]).atomic_subjects is True
     assert parser.parse_args(["zoo", "train"]).atomic_subjects is False
     assert parser.parse_args(["zoo", "train", "--epochs", "3"]).epochs == 3
+
+
+def test_zoo_train_never_overwrites_the_bundled_model_by_default(capsys):
+    import hashlib
+
+    from workbench.cli import build_parser, main
+    from workbench.models import BUNDLED_MODELS
+
+    parser = build_parser()
+    assert parser.parse_args(["zoo", "train"]).out == "fact-model"
+    with pytest.raises(SystemExit):  # a directory and --replace-bundled exclude each other
+        parser.parse_args(["zoo", "train", "--out", "x", "--replace-bundled"])
+    weights = Path(BUNDLED_MODELS["factgpt"]) / "model.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    # naming the bundled directory is refused before any training starts
+    assert main(["zoo", "train", "--out", str(BUNDLED_MODELS["factgpt"]), "--epochs", "1"]) == 2
+    assert "--replace-bundled" in capsys.readouterr().err
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == digest

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from workbench import __version__
-from workbench.errors import WorkbenchError
+from workbench.errors import InvalidRequestError, WorkbenchError
 from workbench.zoo.train import TrainConfig
 
 
@@ -81,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = zoo_commands.add_parser("train", help="train a fact model (deterministic for a seed)")
     train.add_argument("--facts", help="JSONL facts file (subject, relation_id, object, optional templates); "
                        "default: the bundled knowledge base")
-    train.add_argument("--out", help="output directory (default: the bundled model's directory)")
+    target = train.add_mutually_exclusive_group()
+    target.add_argument("--out", default="fact-model", help="output directory (default: ./fact-model)")
+    target.add_argument("--replace-bundled", action="store_true",
+                        help="write into the package, replacing the bundled factgpt that the story and tests use")
     for option in fields(TrainConfig):
         flag = f"--{option.name.replace('_', '-')}"
         if isinstance(option.default, bool):
@@ -213,15 +216,21 @@ def _run_scaling(args: argparse.Namespace) -> int:
 
 
 def _run_zoo_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from workbench.models import BUNDLED_MODELS
     from workbench.zoo.knowledge import load_facts
     from workbench.zoo.model_card import write_model_card
     from workbench.zoo.train import read_training_facts, save_training_run, train_fact_model, with_default_templates
 
+    bundled = Path(BUNDLED_MODELS["factgpt"]).resolve()
+    if not args.replace_bundled and Path(args.out).resolve() == bundled:
+        raise InvalidRequestError(f"{args.out} is the bundled model's directory; pass --replace-bundled (and no "
+                                  "--out) to replace it, or choose another --out")
     facts = read_training_facts(args.facts) if args.facts else with_default_templates(load_facts())
     config = TrainConfig(**{option.name: getattr(args, option.name) for option in fields(TrainConfig)})
     run = train_fact_model(facts, config)
-    out = save_training_run(run, args.out or BUNDLED_MODELS["factgpt"])
+    out = save_training_run(run, bundled if args.replace_bundled else args.out)
     write_model_card(out)
     print(f"recall over {run.recall.overall.prompts} prompts: first token {run.recall.overall.first_token:.1%}, "
           f"full object {run.recall.overall.full_object:.1%}; trained in {run.seconds:.0f} s; saved to {out}")

@@ -118,7 +118,7 @@ def _resolve_source(name_or_path: str | os.PathLike) -> tuple[str, bool]:
         if not (directory / "config.json").is_file():
             raise ModelNotFoundError(
                 f"the bundled model {name_or_path!r} is not installed at {directory}; "
-                "train it with `workbench zoo train` or reinstall the package"
+                "train it with `workbench zoo train --replace-bundled` or reinstall the package"
             )
         return str(directory), True
     path = Path(name_or_path).expanduser()

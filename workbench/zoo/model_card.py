@@ -45,7 +45,7 @@ locate and edit methods can be checked against ground truth.
 - training time: {record['seconds'] / 60:.1f} min on {config['threads'] or 'all available'} CPU threads
   (tokenizer training and final evaluation included)
 
-Reproduce with `workbench zoo train` (deterministic for the seed on a given machine and thread count).
+Reproduce with `workbench zoo train --out DIR` (deterministic for the seed on a given machine and thread count).
 
 ## Recall, measured after training
 Every (fact, template) prompt; top-1 of the first object token, and greedy decoding of the whole object.
