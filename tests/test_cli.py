@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 import workbench
 from workbench.cli import main
@@ -57,6 +58,37 @@ def test_edit_prints_before_and_after(tiny_model_dirs, capsys):
     assert code == 0
     output = capsys.readouterr().out
     assert "before:" in output and "after:" in output and "rome edit of layer(s) [0]" in output
+
+
+def test_edit_computes_statistics_over_the_given_corpus(tiny_model_dirs, tmp_path):
+    from workbench.edit.session import load_edit
+    from workbench.edit.stats import using_corpus
+
+    from workbench.zoo.tiny import TINY_CORPUS
+
+    words = TINY_CORPUS.split()  # varied word orders: enough distinct keys for a full-rank moment
+    texts = [" ".join(words[(i * step) % len(words)] for step in range(1, 12)) + f" {i}" for i in range(120)]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(texts[:60]) + "\n\n" + "\n".join(texts[60:]) + "\n", encoding="utf-8")
+    arguments = ["edit", "The capital of France is", "--subject", "France", "--target", "Rome", "--layer", "0",
+                 "--model", str(tiny_model_dirs["gpt2"])]
+    assert main([*arguments, "--corpus", str(corpus), "--save", str(tmp_path / "with")]) == 0
+    assert main([*arguments, "--save", str(tmp_path / "without")]) == 0
+    model = workbench.load_model(tiny_model_dirs["gpt2"])
+    request = workbench.edit.api.request_from_prompt("The capital of France is", "France", "Rome")
+    with using_corpus(texts), workbench.edit(model, request, "rome", layer=0) as expected:
+        pass
+    (name,) = expected.deltas
+    torch.testing.assert_close(load_edit(tmp_path / "with").deltas[name], expected.deltas[name])
+    assert not torch.allclose(load_edit(tmp_path / "without").deltas[name], expected.deltas[name])
+
+
+def test_a_corpus_file_without_text_is_refused(tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n", encoding="utf-8")
+    assert main(["edit", "The capital of France is", "--subject", "France", "--target", "Rome",
+                 "--corpus", str(empty)]) == 2
+    assert "no text" in capsys.readouterr().err
 
 
 def test_zoo_train_boolean_options_are_flags():

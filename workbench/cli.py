@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import fields
 
 from workbench import __version__
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="another prompt to compare before/after (a paraphrase, a neighbour); repeatable")
     editing.add_argument("--model", default="factgpt")
     editing.add_argument("--save", help="directory to save the edit (deltas + description) to")
+    editing.add_argument("--corpus", metavar="FILE", help="texts for ROME's and MEMIT's second-moment statistics, one per "
+                         "line (default: the bundled model's training sentences)")
     editing.set_defaults(handler=_run_edit)
 
     bench = commands.add_parser(
@@ -74,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", default="factgpt")
     bench.add_argument("--fluency-tokens", type=int, default=30, help="tokens per generation for fluency (0: skip)")
     bench.add_argument("--out", default="results", help="output directory (default: ./results)")
+    bench.add_argument("--corpus", metavar="FILE", help="texts for ROME's and MEMIT's second-moment statistics, one per "
+                         "line (default: the bundled model's training sentences)")
     bench.set_defaults(handler=_run_bench)
 
     zoo = commands.add_parser("zoo", help="the bundled fact model: retrain it, or train one on your own facts")
@@ -239,6 +244,16 @@ def _run_zoo_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _statistics_corpus(args: argparse.Namespace):
+    """The editors' statistics corpus for this command: ``--corpus`` where given."""
+    if getattr(args, "corpus", None) is None:
+        return nullcontext()
+    from workbench.data import read_texts
+    from workbench.edit.stats import using_corpus
+
+    return using_corpus(read_texts(args.corpus))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv``); workbench errors become a one-line
     message and exit status 2."""
@@ -248,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return args.handler(args)
+        with _statistics_corpus(args):
+            return args.handler(args)
     except WorkbenchError as error:
         print(f"workbench: error: {error}", file=sys.stderr)
         return 2

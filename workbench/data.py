@@ -365,6 +365,18 @@ def write_zsre(records: Iterable[ZsreRecord], path: PathLike, *, jsonl: bool | N
     _write_json_records([zsre_to_json(record) for record in records], path, jsonl)
 
 
+def read_texts(path: PathLike) -> list[str]:
+    """A plain-text corpus: one text per non-blank line (e.g. for second-moment statistics)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as err:
+        raise DatasetFormatError(f"{os.fspath(path)}: cannot read the corpus ({err})") from err
+    texts = [line.strip() for line in text.split("\n") if line.strip()]
+    if not texts:
+        raise DatasetFormatError(f"{os.fspath(path)}: the corpus has no text (one text per line)")
+    return texts
+
+
 def _read_json_records(path: PathLike, kind: str) -> list[Any]:
     """The JSON values of a file holding one JSON list, or one JSON value per line."""
     text = Path(path).read_text(encoding="utf-8-sig")
