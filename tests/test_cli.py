@@ -63,7 +63,6 @@ def test_edit_prints_before_and_after(tiny_model_dirs, capsys):
 def test_edit_computes_statistics_over_the_given_corpus(tiny_model_dirs, tmp_path):
     from workbench.edit.session import load_edit
     from workbench.edit.stats import using_corpus
-
     from workbench.zoo.tiny import TINY_CORPUS
 
     words = TINY_CORPUS.split()  # varied word orders: enough distinct keys for a full-rank moment
