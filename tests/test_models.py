@@ -81,3 +81,14 @@ def test_unsupported_family_is_refused_before_loading_weights(tmp_path):
     OPTForCausalLM(config).save_pretrained(tmp_path / "opt")
     with pytest.raises(UnsupportedModelError, match="opt"):
         workbench.load_model(tmp_path / "opt")
+
+
+def test_the_bundled_model_is_told_apart_from_others(tiny_model_dirs, tmp_path):
+    from workbench.models import BUNDLED_MODELS, is_bundled
+
+    assert is_bundled(workbench.load_model("factgpt"))
+    assert is_bundled(workbench.load_model(str(BUNDLED_MODELS["factgpt"])))
+    assert not is_bundled(workbench.load_model(tiny_model_dirs["gpt2"]))
+    # a copy elsewhere is a model of the user's, not the bundled one
+    copy = workbench.save_model(workbench.load_model("factgpt"), tmp_path / "copy")
+    assert not is_bundled(workbench.load_model(str(copy)))

@@ -64,6 +64,12 @@ def load_model(
     return bridge.eval()
 
 
+def is_bundled(model: TransformerBridge) -> bool:
+    """Whether ``model`` was loaded from a bundled model's directory (e.g. factgpt)."""
+    source = Path(getattr(model.original_model, "name_or_path", "") or "")
+    return any(source.resolve() == path.resolve() for path in BUNDLED_MODELS.values() if source.name)
+
+
 def save_model(model: TransformerBridge, path: str | os.PathLike) -> Path:
     """Write ``model`` (edited or not) as a Hugging Face directory: config, safetensors, tokenizer.
 

@@ -1,12 +1,14 @@
 """Second moments: definition, symmetry, positive semi-definiteness, caching and corruption."""
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
 import workbench
 from workbench import families
-from workbench.edit.stats import accumulate_second_moment, second_moment
+from workbench.edit.stats import accumulate_second_moment, second_moment, using_corpus
 
 TEXTS = ["The capital of France is Paris", "Rome is the capital of Italy", "Oxygen has the symbol O"] * 3
 
@@ -103,3 +105,12 @@ def test_stopping_the_pass_at_the_layer_leaves_no_hook_behind(model):
     accumulate_second_moment(model, 0, ["Paris is a city in France.", "Rome is a city in Italy."])
     assert torch.equal(model(ids, return_type="logits"), before)
     assert hooks() == hooks_before
+
+
+def test_a_model_other_than_the_bundled_one_is_warned_about_the_default_corpus(model, tmp_path):
+    with pytest.warns(UserWarning, match="bundled model's training sentences"):
+        second_moment(model, 0, cache_dir=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with using_corpus(TEXTS):
+            second_moment(model, 0, cache_dir=None)

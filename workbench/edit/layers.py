@@ -17,6 +17,7 @@ from workbench import families
 from workbench.edit.stats import DEFAULT_CACHE, statistics_fingerprint
 from workbench.errors import InvalidRequestError
 from workbench.locate.effects import trace_many
+from workbench.models import is_bundled
 
 N_FACTS = 48
 
@@ -28,13 +29,6 @@ def _bundled_prompts() -> list[tuple[str, str, str]]:
     groups = list(facts_by_relation(load_facts()).values())
     chosen = [group[i] for i in range(0, 60, 10) for group in groups if i < len(group)][:N_FACTS]
     return [(RELATIONS[f.relation_id].prompt(f.subject), f.subject, f.object) for f in chosen]
-
-
-def _is_bundled(model: TransformerBridge) -> bool:
-    from workbench.models import BUNDLED_MODELS
-
-    source = Path(getattr(model.original_model, "name_or_path", "") or "")
-    return any(source.resolve() == path.resolve() for path in BUNDLED_MODELS.values() if source.name)
 
 
 def default_edit_layer(
@@ -56,7 +50,7 @@ def default_edit_layer(
     if cache is not None and cache.is_file():
         return int(json.loads(cache.read_text())["layer"])
     if prompts is None:
-        if not _is_bundled(model):
+        if not is_bundled(model):
             raise InvalidRequestError(
                 "no edit layer given and no tracing prompts for this model: pass layer=..., or compute "
                 "one with workbench.edit.layers.default_edit_layer(model, prompts) on facts it knows"

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +33,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
 from workbench.errors import InvalidRequestError
-from workbench.models import hf_state_dict
+from workbench.models import hf_state_dict, is_bundled
 
 DEFAULT_CACHE = Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")) / "stats"
 
@@ -182,6 +183,10 @@ def second_moment(
             ``$WORKBENCH_CACHE/stats`` or ``~/.cache/workbench/stats``.
     """
     if texts is None:
+        if not _CORPORA and not is_bundled(model):
+            warnings.warn("second moments of a model other than the bundled one, over the bundled model's training "
+                          "sentences; give texts like the model's own with using_corpus(texts) (CLI: --corpus FILE)",
+                          stacklevel=2)
         texts = _CORPORA[-1] if _CORPORA else default_corpus()
     texts = list(texts)
     if n_samples is not None:
