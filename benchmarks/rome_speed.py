@@ -4,7 +4,8 @@ statistics cached; plus how edit quality changes with fewer statistics samples.
     python benchmarks/rome_speed.py [--model factgpt] [--cases 50] [--samples 100,1000,all]
 
 Wall times on a shared machine are noisy; the statistics rate and the edit time are measured
-in the same process. Quality is the CounterFact Score on the bundled benchmark's first cases.
+in the same process. Quality is the CounterFact Score on the bundled benchmark's first cases; a
+sample count too small for an invertible second moment is reported as such.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch
 import workbench
 from workbench.edit.layers import default_edit_layer
 from workbench.edit.stats import accumulate_second_moment, default_corpus
+from workbench.errors import InvalidRequestError
 from workbench.evaluate.bench import run_bench
 from workbench.zoo.benchmark import benchmark
 
@@ -40,8 +42,12 @@ def main() -> None:
     for setting in args.samples.split(","):
         n_samples = None if setting == "all" else int(setting)
         # statistics are cached per sample count, so edit times below exclude computing them
-        result = run_bench(model, records, "rome", layer=layer, fluency_tokens=0, progress=False,
-                           mom2_n_samples=n_samples)
+        try:
+            result = run_bench(model, records, "rome", layer=layer, fluency_tokens=0, progress=False,
+                               mom2_n_samples=n_samples)
+        except InvalidRequestError as too_few:  # fewer independent keys than the MLP is wide
+            quality[setting] = {"error": str(too_few)}
+            continue
         quality[setting] = {k: round(result.after[k], 2) for k in ("efficacy_score", "paraphrase_score",
                                                                    "neighborhood_score", "score")}
         quality[setting]["edit_seconds"] = round(result.edit_seconds, 3)
