@@ -45,8 +45,10 @@ def main() -> None:
         try:
             result = run_bench(model, records, "rome", layer=layer, fluency_tokens=0, progress=False,
                                mom2_n_samples=n_samples)
-        except InvalidRequestError as too_few:  # fewer independent keys than the MLP is wide
-            quality[setting] = {"error": str(too_few)}
+        except InvalidRequestError as error:
+            if "singular" not in str(error):
+                raise
+            quality[setting] = {"error": str(error)}  # fewer independent keys than the MLP is wide
             continue
         quality[setting] = {k: round(result.after[k], 2) for k in ("efficacy_score", "paraphrase_score",
                                                                    "neighborhood_score", "score")}
@@ -57,7 +59,7 @@ def main() -> None:
         "stats_tokens": tokens,
         "stats_seconds": round(stats_seconds, 2),
         "stats_seconds_per_million_tokens": round(stats_seconds / tokens * 1e6, 1),
-        "edit_seconds_stats_cached": quality["all"]["edit_seconds"] if "all" in quality else None,
+        "edit_seconds_stats_cached": quality.get("all", {}).get("edit_seconds"),
         "quality_by_stats_samples": quality,
         "threads": torch.get_num_threads(),
     }

@@ -99,11 +99,19 @@ def test_zoo_train_boolean_options_are_flags():
     assert parser.parse_args(["zoo", "train", "--epochs", "3"]).epochs == 3
 
 
-def test_zoo_train_never_overwrites_the_bundled_model_by_default(capsys):
+def test_zoo_train_never_overwrites_the_bundled_model_by_default(capsys, monkeypatch):
     import hashlib
 
+    import workbench.zoo.train as train
     from workbench.cli import build_parser, main
     from workbench.models import BUNDLED_MODELS
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started; it must be refused before")
+
+    # should the refusal break, this test fails instead of overwriting the shipped model
+    monkeypatch.setattr(train, "train_fact_model", no_training)
+    monkeypatch.setattr(train, "save_training_run", no_training)
 
     parser = build_parser()
     assert parser.parse_args(["zoo", "train"]).out == "fact-model"

@@ -58,8 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="another prompt to compare before/after (a paraphrase, a neighbour); repeatable")
     editing.add_argument("--model", default="factgpt")
     editing.add_argument("--save", help="directory to save the edit (deltas + description) to")
-    editing.add_argument("--corpus", metavar="FILE", help="texts for ROME's and MEMIT's second-moment statistics, one per "
-                         "line (default: the bundled model's training sentences)")
+    _add_corpus_option(editing)
     editing.set_defaults(handler=_run_edit)
 
     bench = commands.add_parser(
@@ -77,8 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", default="factgpt")
     bench.add_argument("--fluency-tokens", type=int, default=30, help="tokens per generation for fluency (0: skip)")
     bench.add_argument("--out", default="results", help="output directory (default: ./results)")
-    bench.add_argument("--corpus", metavar="FILE", help="texts for ROME's and MEMIT's second-moment statistics, one per "
-                         "line (default: the bundled model's training sentences)")
+    _add_corpus_option(bench)
     bench.set_defaults(handler=_run_bench)
 
     zoo = commands.add_parser("zoo", help="the bundled fact model: retrain it, or train one on your own facts")
@@ -242,6 +240,11 @@ def _run_zoo_train(args: argparse.Namespace) -> int:
     for relation, recall in run.recall.by_relation.items():
         print(f"  {relation:>6}: first token {recall.first_token:.1%}, full object {recall.full_object:.1%}")
     return 0
+
+
+def _add_corpus_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--corpus", metavar="FILE", help="texts for ROME's and MEMIT's second-moment statistics, "
+                         "one per line (default: the bundled model's training sentences)")
 
 
 def _statistics_corpus(args: argparse.Namespace):

@@ -45,8 +45,8 @@ def test_multi_token_probability_is_the_teacher_forced_product(model, reference)
 
 
 def test_pairs_sharing_an_input_row_are_scored_like_pairs_alone(model, reference):
-    # same prompt with two single-token targets (one shared row); a multi-token target whose input
-    # ("... is Paris") is also the whole prompt of another pair, read from a later position
+    # a multi-token target whose input ("... is Paris") is also the whole prompt of another pair,
+    # read from a later position of the shared row (the tiny tokenizer splits most words)
     prompts = ["The capital of France is", "The capital of France is", "The capital of France is",
                "The capital of France is Paris", "Rome is the capital of"]
     targets = ["Paris", "Rome", "Paris Berlin", "Berlin", "Italy"]
@@ -57,6 +57,20 @@ def test_pairs_sharing_an_input_row_are_scored_like_pairs_alone(model, reference
     alone = [score_targets(model, [prompt], [target]) for prompt, target in zip(prompts, targets)]
     assert scores.tokens_correct.tolist() == [bool(one.tokens_correct[0]) for one in alone]
     assert scores.token_accuracy.tolist() == [float(one.token_accuracy[0]) for one in alone]
+
+
+def test_single_token_objects_of_one_prompt_share_one_row(monkeypatch):
+    factgpt = workbench.load_model("factgpt")
+    prompt = "The capital of Burkina Faso is"
+    objects = ["Ouagadougou", "Paris", "Rome"]
+    assert all(len(factgpt.tokenizer(" " + o, add_special_tokens=False)["input_ids"]) == 1 for o in objects)
+    alone = [float(score_targets(factgpt, [prompt], [o]).log_prob[0]) for o in objects]
+    rows = []
+    forward = factgpt.forward
+    monkeypatch.setattr(factgpt, "forward", lambda input_ids, *a, **k: rows.append(len(input_ids)) or forward(input_ids, *a, **k))
+    together = score_targets(factgpt, [prompt] * 3 + ["The capital of Libya is"], [*objects, "Liberian Dollar"])
+    assert rows == [2]  # one row for the three single-token objects, one for the other prompt
+    assert together.log_prob[:3].tolist() == pytest.approx(alone, abs=1e-5)
 
 
 def test_case_metrics_follow_their_definitions(model, reference):

@@ -69,9 +69,10 @@ def test_attribution_plots_are_labelled():
     assert right.get_xlabel().startswith("layer")
     counts = plot_layer_counts([1, 3, 0], 4).axes[0]
     assert [round(p.get_height()) for p in counts.patches] == [25, 75, 0]
-    memory = Memory(2, 7, {}, np.zeros(4), [(" a", 1.0)], [(" b", -1.0)], [])
+    memory = Memory(2, 7, {}, np.zeros(4), [(" a", 1.0), (" c", 0.5)], [(" b", -1.0), (" d", -0.5)], [])
     assert "neuron 7" in plot_memory(memory).axes[0].get_title()
-    assert memory.plot(k=1).axes[0].get_title() == plot_memory(memory).axes[0].get_title()
+    table = memory.plot(k=1).axes[0].tables[0]
+    assert {row for row, _ in table.get_celld()} == {0, 1}  # the header and k = 1 row
     study = InterventionStudy(10, -0.5, -0.05, 0.4, 0.02, 3.0, 1, [1, 2], {})
     bars = study.plot().axes[0]
     assert "relative change" in bars.get_ylabel() and len(bars.patches) == 4

@@ -184,8 +184,9 @@ def second_moment(
     """
     if texts is None:
         if not _CORPORA and not is_bundled(model):
-            warnings.warn("second moments of a model other than the bundled one, over the bundled model's training "
-                          "sentences; give texts like the model's own with using_corpus(texts) (CLI: --corpus FILE)",
+            warnings.warn("second moments of a model loaded from outside the bundled directory, over the bundled "
+                          "model's training sentences; unless this model was trained on them (a factgpt copy or "
+                          "retrain), give texts like its own with using_corpus(texts) (CLI: --corpus FILE)",
                           stacklevel=2)
         texts = _CORPORA[-1] if _CORPORA else default_corpus()
     texts = list(texts)

@@ -28,6 +28,8 @@ from workbench.errors import InvalidRequestError
 from workbench.evaluate.probabilities import score_targets
 
 GROUPS = ("efficacy", "paraphrase", "neighborhood")
+SCORE_ABBREVIATIONS = {"efficacy_score": "ES", "paraphrase_score": "PS", "neighborhood_score": "NS", "score": "S"}
+"""The usual short names of the three scores and their harmonic mean."""
 
 
 def case_prompts(record: CounterFactRecord) -> dict[str, list[str]]:

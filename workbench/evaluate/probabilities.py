@@ -40,13 +40,16 @@ def score_targets(
     the logits of ``prompt + target`` without its last token, and pairs needing the same input
     share one row: every single-token target of a prompt is scored from the prompt alone, so
     scoring two such targets per prompt (CounterFact's new and true objects) costs one row.
-    Rows are sorted by length, so batches carry little padding.
+    Rows are sorted by length, so batches carry little padding; ``batch_size`` counts rows.
     """
     if len(prompts) != len(targets):
         raise InvalidRequestError(f"{len(prompts)} prompts but {len(targets)} targets")
     tokenizer = model.tokenizer
     prompt_tokens = {prompt: tokenizer(prompt)["input_ids"] for prompt in set(prompts)}
-    target_tokens = {target: tokenizer(" " + target.strip(), add_special_tokens=False)["input_ids"] for target in set(targets)}
+    target_tokens = {target: tokenizer(" " + target.strip(), add_special_tokens=False)["input_ids"]
+                     for target in set(targets)}
+    if not all(target.strip() and target_tokens[target] for target in target_tokens):
+        raise InvalidRequestError("a target is empty; every target needs at least one token to score")
     pairs = []  # (input ids, first scored position, target ids)
     for prompt, target in zip(prompts, targets):
         prompt_ids, target_ids = prompt_tokens[prompt], target_tokens[target]
@@ -57,19 +60,19 @@ def score_targets(
     for pair_index, (ids, _, _) in enumerate(pairs):
         wanted_by_row.setdefault(row_of[ids], []).append(pair_index)
 
-    log_probs = torch.empty(len(pairs))
-    all_correct = torch.empty(len(pairs), dtype=torch.bool)
-    accuracy = torch.empty(len(pairs))
+    # per pair, on the model's device until the end: [log p of the target, all tokens argmax, share argmax]
+    scores: list[torch.Tensor] = [torch.empty(0)] * len(pairs)
     for start in range(0, len(inputs), batch_size):
         batch = [list(ids) for ids in inputs[start : start + batch_size]]
         logits = model(pad_right(batch, tokenizer.pad_token_id, model.cfg.device), return_type="logits")
         for offset in range(len(batch)):
             for pair_index in wanted_by_row[start + offset]:
                 _, first, target_ids = pairs[pair_index]
-                scored = logits[offset, first : first + len(target_ids)].float().log_softmax(-1).cpu()  # [target, vocab]
-                wanted = torch.tensor(target_ids)
-                hits = scored.argmax(-1) == wanted
-                log_probs[pair_index] = scored[torch.arange(len(target_ids)), wanted].sum()
-                all_correct[pair_index] = bool(hits.all())
-                accuracy[pair_index] = hits.float().mean()
+                scored = logits[offset, first : first + len(target_ids)].float().log_softmax(-1)  # [target, vocab]
+                wanted = torch.tensor(target_ids, device=scored.device)
+                hits = (scored.argmax(-1) == wanted).float()
+                log_prob = scored.gather(-1, wanted[:, None]).sum()
+                scores[pair_index] = torch.stack([log_prob, hits.min(), hits.mean()])
+    table = torch.stack(scores).cpu() if scores else torch.empty(0, 3)  # [pairs, 3]
+    log_probs, all_correct, accuracy = table[:, 0], table[:, 1].bool(), table[:, 2]
     return TargetScores(log_probs, all_correct, accuracy)

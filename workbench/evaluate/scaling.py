@@ -28,7 +28,7 @@ from workbench.edit.api import edit
 from workbench.edit.stats import pinned_statistics
 from workbench.errors import InvalidRequestError
 from workbench.evaluate.fluency import fluency
-from workbench.evaluate.metrics import case_metrics, summarize
+from workbench.evaluate.metrics import SCORE_ABBREVIATIONS, case_metrics, summarize
 from workbench.evaluate.resources import PeakMemory
 from workbench.results import JsonResult
 
@@ -54,9 +54,7 @@ class ScalingResult(JsonResult):
     def table(self, metrics: Sequence[str] = ("efficacy_score", "paraphrase_score", "neighborhood_score", "score",
                                                "fluency")) -> str:
         """Plain-text table: method, N, each metric after the edits, seconds, peak MB."""
-        short = {"efficacy_score": "ES", "paraphrase_score": "PS", "neighborhood_score": "NS", "score": "S",
-                 "fluency": "fluency"}
-        header = f"{'method':<8}{'N':>6}" + "".join(f"{short.get(m, m):>9}" for m in metrics) + f"{'seconds':>10}{'peak MB':>9}"
+        header = f"{'method':<8}{'N':>6}" + "".join(f"{SCORE_ABBREVIATIONS.get(m, m):>9}" for m in metrics) + f"{'seconds':>10}{'peak MB':>9}"
         lines = [header, "-" * len(header)]
         for run in self.runs:
             values = "".join(f"{run['after'].get(m, float('nan')):>9.1f}" for m in metrics)

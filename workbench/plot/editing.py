@@ -10,13 +10,11 @@ from matplotlib.figure import Figure
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
-from workbench.evaluate.metrics import GROUPS, case_prompts
+from workbench.evaluate.metrics import GROUPS, SCORE_ABBREVIATIONS, case_prompts
 from workbench.evaluate.probabilities import score_targets
 
 if TYPE_CHECKING:
     from workbench.evaluate.bench import BenchResult
-
-SCORE_LABELS = {"efficacy_score": "ES", "paraphrase_score": "PS", "neighborhood_score": "NS", "score": "S"}
 
 
 def target_probabilities(model: TransformerBridge, record: CounterFactRecord) -> dict[str, np.ndarray]:
@@ -59,7 +57,7 @@ def plot_edit_probabilities(before: dict[str, np.ndarray], after: dict[str, np.n
 def plot_bench(result: BenchResult) -> Figure:
     """Efficacy, Paraphrase and Neighborhood Scores and their harmonic mean (Score), unedited and
     edited, from a bench run of independent edits (Meng et al. 2022, Table 4's columns)."""
-    keys = [key for key in SCORE_LABELS if key in result.after]
+    keys = [key for key in SCORE_ABBREVIATIONS if key in result.after]
     figure, ax = plt.subplots(figsize=(5.5, 3.4), constrained_layout=True)
     positions = np.arange(len(keys))
     for offset, (label, values, colour) in enumerate((("unedited", result.before, "tab:gray"),
@@ -67,7 +65,7 @@ def plot_bench(result: BenchResult) -> Figure:
         ax.bar(positions + (offset - 0.5) * 0.35, [values.get(key, np.nan) for key in keys], width=0.35,
                color=colour, label=label)
     ax.set_xticks(positions)
-    ax.set_xticklabels([SCORE_LABELS[key] for key in keys])
+    ax.set_xticklabels([SCORE_ABBREVIATIONS[key] for key in keys])
     ax.set_ylabel("score (%)")
     ax.set_ylim(0, 105)
     ax.set_title(f"{result.method} on {result.n_cases} independent edits, layers {result.layers}", fontsize=10)
