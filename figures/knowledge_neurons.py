@@ -28,6 +28,7 @@ from workbench.locate.memories import memory  # noqa: E402
 from workbench.locate.token_attribution import token_attribution  # noqa: E402
 from workbench.plot.attribution import plot_layer_counts, plot_memory  # noqa: E402
 from workbench.zoo.knowledge import load_facts  # noqa: E402
+from workbench.zoo.records import RECORDS  # noqa: E402
 from workbench.zoo.relations import RELATIONS  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -57,7 +58,8 @@ def main() -> None:
     result.plot().savefig(HERE / "ig_neuron_attribution.png", dpi=120)
     token_attribution(model, PROMPT, ANSWER).plot().savefig(HERE / "token_attribution.png", dpi=120)
     layer, neuron, _ = result.top_neurons(1)[0]
-    plot_memory(memory(model, layer, neuron)).savefig(HERE / "memory_top_neuron.png", dpi=120)
+    corpus = RECORDS["factgpt"].corpus_texts()
+    plot_memory(memory(model, layer, neuron, corpus=corpus)).savefig(HERE / "memory_top_neuron.png", dpi=120)
     study = intervention_study(model, *study_inputs(args.facts))
     study.save(HERE / "knowledge_neuron_interventions.json")
     study.plot().savefig(HERE / "knowledge_neuron_interventions.png", dpi=120)

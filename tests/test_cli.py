@@ -104,7 +104,7 @@ def test_zoo_train_never_overwrites_the_bundled_model_by_default(capsys, monkeyp
 
     import workbench.zoo.train as train
     from workbench.cli import build_parser, main
-    from workbench.models import BUNDLED_MODELS
+    from workbench.zoo.records import RECORDS
 
     def no_training(*args, **kwargs):
         raise AssertionError("training started; it must be refused before")
@@ -117,9 +117,9 @@ def test_zoo_train_never_overwrites_the_bundled_model_by_default(capsys, monkeyp
     assert parser.parse_args(["zoo", "train"]).out == "fact-model"
     with pytest.raises(SystemExit):  # a directory and --replace-bundled exclude each other
         parser.parse_args(["zoo", "train", "--out", "x", "--replace-bundled"])
-    weights = Path(BUNDLED_MODELS["factgpt"]) / "model.safetensors"
+    weights = RECORDS["factgpt"].folder / "model.safetensors"
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     # naming the bundled directory is refused before any training starts
-    assert main(["zoo", "train", "--out", str(BUNDLED_MODELS["factgpt"]), "--epochs", "1"]) == 2
+    assert main(["zoo", "train", "--out", str(RECORDS["factgpt"].folder), "--epochs", "1"]) == 2
     assert "--replace-bundled" in capsys.readouterr().err
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == digest

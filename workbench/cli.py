@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     story = commands.add_parser("story", help="run the end-to-end story on the bundled fact model")
-    story.add_argument("--model", default="factgpt", help="model name or directory (default: factgpt)")
+    story.add_argument("--model", default="factgpt", help="bundled model name (default: factgpt)")
     story.add_argument("--out", default="figures", help="where to write the figures (default: ./figures)")
     story.set_defaults(handler=_run_story)
 
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="scaling study: all edits in one call, or one group after another (default: batch)")
     bench.add_argument("--batch-size", type=int, default=1, help="sequential mode: edits per group (default: 1)")
     bench.add_argument("--layer", type=int, help="layer to edit (default: recommended by causal tracing)")
-    bench.add_argument("--data", help="a counterfact.json (default: the bundled model's benchmark)")
+    bench.add_argument("--data", help="a counterfact.json (default: the bundled model's own benchmark)")
     bench.add_argument("--model", default="factgpt")
     bench.add_argument("--fluency-tokens", type=int, default=30, help="tokens per generation for fluency (0: skip)")
     bench.add_argument("--out", default="results", help="output directory (default: ./results)")
@@ -177,15 +177,13 @@ def _run_edit(args: argparse.Namespace) -> int:
 def _run_bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from workbench.data import read_counterfact
     from workbench.evaluate.bench import run_bench
     from workbench.models import load_model
-    from workbench.zoo.benchmark import benchmark
 
     if args.edits or args.methods:
         return _run_scaling(args)
     model = load_model(args.model)
-    records = read_counterfact(args.data)[: args.cases] if args.data else benchmark(args.cases)
+    records = _bench_records(model, args.data, args.cases)
     result = run_bench(model, records, args.method, layer=args.layer, fluency_tokens=args.fluency_tokens)
     path = result.save(Path(args.out) / f"bench_{args.method}_{len(records)}.json")
     print(f"{args.method} at layer(s) {result.layers}, {result.n_cases} cases, {result.edit_seconds:.2f} s per edit\n")
@@ -197,16 +195,14 @@ def _run_bench(args: argparse.Namespace) -> int:
 def _run_scaling(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from workbench.data import read_counterfact
     from workbench.evaluate.scaling import run_scaling
     from workbench.models import load_model
     from workbench.plot.scaling import plot_scaling
-    from workbench.zoo.benchmark import benchmark
 
     methods = (args.methods or args.method).split(",")
     counts = [int(n) for n in (args.edits or str(args.cases)).split(",")]
     model = load_model(args.model)
-    records = read_counterfact(args.data)[: max(counts)] if args.data else benchmark(max(counts))
+    records = _bench_records(model, args.data, max(counts))
     layer = {} if args.layer is None else {"layer": args.layer}
     result = run_scaling(model, records, methods, counts, mode=args.mode, batch_size=args.batch_size,
                          fluency_tokens=args.fluency_tokens, hparams={method: layer for method in methods})
@@ -218,15 +214,28 @@ def _run_scaling(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_records(model, data: str | None, n_cases: int):
+    """The first ``n_cases`` CounterFact cases: from ``--data``, else the model's own benchmark (its record's)."""
+    from workbench.data import read_counterfact
+    from workbench.models import record_of
+
+    if data:
+        return read_counterfact(data)[:n_cases]
+    record = record_of(model)
+    if record is None:
+        raise InvalidRequestError("this model has no bundled benchmark: pass --data counterfact.json")
+    return record.benchmark(n_cases)
+
+
 def _run_zoo_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from workbench.models import BUNDLED_MODELS
+    from workbench.zoo.records import RECORDS
     from workbench.zoo.knowledge import load_facts
     from workbench.zoo.model_card import write_model_card
     from workbench.zoo.train import read_training_facts, save_training_run, train_fact_model, with_default_templates
 
-    bundled = Path(BUNDLED_MODELS["factgpt"]).resolve()
+    bundled = RECORDS["factgpt"].folder.resolve()
     if not args.replace_bundled and Path(args.out).resolve() == bundled:
         raise InvalidRequestError(f"{args.out} is the bundled model's directory; pass --replace-bundled (and no "
                                   "--out) to replace it, or choose another --out")
@@ -244,17 +253,20 @@ def _run_zoo_train(args: argparse.Namespace) -> int:
 
 def _add_corpus_option(command: argparse.ArgumentParser) -> None:
     command.add_argument("--corpus", metavar="FILE", help="texts for ROME's and MEMIT's second-moment statistics, "
-                         "one per line (default: the bundled model's training sentences)")
+                         "one per line (default: a bundled model's statistics corpus, named in its record)")
 
 
 def _statistics_corpus(args: argparse.Namespace):
     """The editors' statistics corpus for this command: ``--corpus`` where given."""
     if getattr(args, "corpus", None) is None:
         return nullcontext()
+    import re
+    from pathlib import Path
+
     from workbench.data import read_texts
     from workbench.edit.stats import using_corpus
 
-    return using_corpus(read_texts(args.corpus))
+    return using_corpus(read_texts(args.corpus), "file-" + re.sub(r"[^A-Za-z0-9]+", "-", Path(args.corpus).stem).strip("-"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

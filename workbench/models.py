@@ -5,8 +5,10 @@
 model's and edits write to the HF weights. :func:`save_model` writes those weights as a plain
 Hugging Face directory that ``AutoModelForCausalLM.from_pretrained`` loads anywhere.
 
-Prompts are tokenized with a BOS token prepended (TransformerLens' convention); the bundled
-fact model was trained that way.
+Every prompt starts with one special token chosen per model: a bundled model's record names the
+one it answers best after (measured, see its model card); other models get their tokenizer's BOS
+(TransformerLens' convention). The tokenizer is configured to add it, so every method that
+tokenizes through it (tracing, attribution, editing, metrics, statistics) sees the same positions.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformer_lens.model_bridge import TransformerBridge
@@ -22,8 +25,16 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Pretra
 from workbench.errors import ModelNotFoundError
 from workbench.families import family_for_model_type
 
-BUNDLED_MODELS: dict[str, Path] = {"factgpt": Path(__file__).parent / "zoo" / "factgpt"}
-"""Short names of the models shipped inside the package, and their directories."""
+if TYPE_CHECKING:
+    from workbench.zoo.records import ModelRecord
+
+RECORD_KEY = "workbench_record"
+"""The Hugging Face config attribute naming a model's bundled record; it travels with saved copies."""
+
+
+def cache_root() -> Path:
+    """The workbench's cache folder: ``$WORKBENCH_CACHE``, else ``~/.cache/workbench``."""
+    return Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench"))
 
 
 def load_model(
@@ -35,8 +46,10 @@ def load_model(
     """Load a causal LM as a ``TransformerBridge`` (with ``.tokenizer``), in eval mode.
 
     Args:
-        name_or_path: a bundled model's short name (``"factgpt"``), a local directory in Hugging
-            Face format (config, safetensors weights, tokenizer), or a hub name such as
+        name_or_path: a bundled model's short name (``"factgpt"``, ``"smollm2-135m"``), a local
+            directory in Hugging Face format (config, safetensors weights, tokenizer), a ``.gguf``
+            file (converted once into a cached Hugging Face directory, see
+            :mod:`workbench.gguf`), or a hub name such as
             ``"gpt2-xl"`` or ``"meta-llama/Llama-3.2-1B"``. Local directories and bundled models
             are read with no network access; a hub name is read from the local Hugging Face
             cache first and downloaded only if missing there and a connection exists.
@@ -50,24 +63,44 @@ def load_model(
         UnsupportedModelError: the model's family is not in :data:`workbench.families.FAMILIES`
             (raised before any weights are read).
     """
-    source, local_only = _resolve_source(name_or_path)
+    source, local_only, record_name = _resolve_source(name_or_path)
     config = _load_config(source, local_only, name_or_path)
     family_for_model_type(config.model_type)
+    record_name = record_name or getattr(config, RECORD_KEY, None)
+    if record_name is not None:
+        setattr(config, RECORD_KEY, record_name)
     hf_model = AutoModelForCausalLM.from_pretrained(
         source, config=config, dtype=dtype, attn_implementation="eager", local_files_only=local_only
     )
-    # add_bos_token=True up front: the bridge would otherwise reload the tokenizer by name to set it.
-    tokenizer = AutoTokenizer.from_pretrained(source, add_bos_token=True, local_files_only=local_only)
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **_prefix_settings(record_name))
     bridge = TransformerBridge.boot_transformers(
         str(source), hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
     )
     return bridge.eval()
 
 
+def record_of(model: TransformerBridge) -> ModelRecord | None:
+    """The bundled record of ``model`` (loaded by a bundled name, or saved from such a model), else ``None``."""
+    from workbench.zoo.records import RECORDS
+
+    return RECORDS.get(getattr(model.original_model.config, RECORD_KEY, None))
+
+
 def is_bundled(model: TransformerBridge) -> bool:
-    """Whether ``model`` was loaded from a bundled model's directory (e.g. factgpt)."""
-    source = Path(getattr(model.original_model, "name_or_path", "") or "")
-    return any(source.resolve() == path.resolve() for path in BUNDLED_MODELS.values() if source.name)
+    """Whether ``model`` has a bundled record (e.g. factgpt, or a saved copy of it)."""
+    return record_of(model) is not None
+
+
+def _prefix_settings(record_name: str | None) -> dict:
+    """Tokenizer settings that start every prompt with the record's prefix token (default: the BOS).
+
+    Set when the tokenizer is loaded, because the bridge reloads a tokenizer by name to add a BOS."""
+    if record_name is None:
+        return {"add_bos_token": True}
+    from workbench.zoo.records import RECORDS
+
+    prefix = RECORDS[record_name].prefix
+    return {"add_bos_token": False} if prefix is None else {"add_bos_token": True, "bos_token": prefix}
 
 
 def save_model(model: TransformerBridge, path: str | os.PathLike) -> Path:
@@ -117,25 +150,26 @@ def hf_state_dict(model: TransformerBridge) -> dict[str, torch.Tensor]:
     return {key: value for key, value in state.items() if key in expected}
 
 
-def _resolve_source(name_or_path: str | os.PathLike) -> tuple[str, bool]:
-    """Where to read the model from, and whether that must be done without network."""
-    if isinstance(name_or_path, str) and name_or_path in BUNDLED_MODELS:
-        directory = BUNDLED_MODELS[name_or_path]
-        if not (directory / "config.json").is_file():
-            raise ModelNotFoundError(
-                f"the bundled model {name_or_path!r} is not installed at {directory}; "
-                "train it with `workbench zoo train --replace-bundled` or reinstall the package"
-            )
-        return str(directory), True
+def _resolve_source(name_or_path: str | os.PathLike) -> tuple[str, bool, str | None]:
+    """Where to read the model from, whether that must be done without network, and the bundled
+    record's name where ``name_or_path`` names one."""
+    from workbench.zoo.records import RECORDS
+
+    if isinstance(name_or_path, str) and name_or_path in RECORDS:
+        return str(RECORDS[name_or_path].weights(cache_root())), True, name_or_path
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        return str(path.resolve()), True
+        return str(path.resolve()), True, None
+    if path.suffix == ".gguf" and path.is_file():
+        from workbench.gguf import converted_directory
+
+        return str(converted_directory(path, cache_root() / "models")), True, None
     if isinstance(name_or_path, os.PathLike) or _looks_like_path(str(name_or_path)):
         raise ModelNotFoundError(
-            f"no model directory at {path.resolve()} (expected a Hugging Face directory with "
-            "config.json, weights and tokenizer files)"
+            f"no model at {path.resolve()} (expected a Hugging Face directory with config.json, weights and "
+            "tokenizer files, or a .gguf file)"
         )
-    return str(name_or_path), False
+    return str(name_or_path), False, None
 
 
 def _looks_like_path(name: str) -> bool:
@@ -155,11 +189,17 @@ def _load_config(source: str, local_only: bool, requested: str | os.PathLike) ->
         raise _not_found(requested, source, hub_error) from None
 
 
+def _bundled_names() -> list[str]:
+    from workbench.zoo.records import RECORDS
+
+    return list(RECORDS)
+
+
 def _not_found(requested: str | os.PathLike, source: str, cause: Exception) -> ModelNotFoundError:
     first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
     return ModelNotFoundError(
         f"could not load model {str(requested)!r}. Looked for: a bundled model "
-        f"({', '.join(BUNDLED_MODELS)}); a local directory {Path(source).expanduser().resolve()}; "
+        f"({', '.join(_bundled_names())}); a local directory {Path(source).expanduser().resolve()}; "
         f"the Hugging Face cache and hub under the name {source!r} ({first_line}). "
         "Pass a bundled name, an existing directory, or a hub name you have cached or can download."
     )

@@ -1,8 +1,6 @@
 """Second moments: definition, symmetry, positive semi-definiteness, caching and corruption."""
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 
@@ -107,10 +105,18 @@ def test_stopping_the_pass_at_the_layer_leaves_no_hook_behind(model):
     assert hooks() == hooks_before
 
 
-def test_a_model_other_than_the_bundled_one_is_warned_about_the_default_corpus(model, tmp_path):
-    with pytest.warns(UserWarning, match="bundled model's training sentences"):
+def test_without_a_corpus_statistics_are_refused_and_the_corpus_name_keys_the_cache(model, tmp_path):
+    from workbench.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match="no statistics corpus"):
         second_moment(model, 0, cache_dir=tmp_path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with using_corpus(TEXTS):
-            second_moment(model, 0, cache_dir=None)
+    with using_corpus(TEXTS, "first-name"):
+        named = second_moment(model, 0, cache_dir=tmp_path)
+    with using_corpus(TEXTS, "second-name"):
+        renamed = second_moment(model, 0, cache_dir=tmp_path)
+    assert torch.equal(named, renamed)  # same texts, same moment, two cache entries named after their corpus
+    assert sorted(p.name.split("_layer")[0] for p in tmp_path.glob("*.safetensors")) == [
+        "second_moment_first-name", "second_moment_second-name"]
+    with pytest.raises(InvalidRequestError, match="corpus name"):
+        with using_corpus(TEXTS, "../escape"):
+            pass

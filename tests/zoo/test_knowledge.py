@@ -8,7 +8,7 @@ import pytest
 
 from workbench.data import Fact
 from workbench.zoo.knowledge import FACTS_PATH, META_PATH, facts_by_relation, load_facts, parse_facts
-from workbench.zoo.relations import RELATIONS, Relation
+from workbench.zoo.relations import FACTGPT_RELATION_IDS, RELATIONS, Relation
 
 # Kinds of entity the subjects name; a subject string must belong to one kind only.
 SUBJECT_KINDS = {
@@ -52,7 +52,7 @@ def test_prompt() -> None:
 
 def test_size_and_relation_counts(by_relation: dict[str, list[Fact]], facts: list[Fact]) -> None:
     assert 3000 <= len(facts) <= 4500
-    assert set(by_relation) == set(RELATIONS)
+    assert set(by_relation) == set(FACTGPT_RELATION_IDS)
     for rid, group in by_relation.items():
         assert 40 <= len(group) <= 1300, rid
 
@@ -91,7 +91,7 @@ def test_no_subject_is_an_object_of_its_relation(by_relation: dict[str, list[Fac
 
 def test_subjects_name_one_kind_of_entity(facts: list[Fact]) -> None:
     kind_of = {rid: kind for kind, rids in SUBJECT_KINDS.items() for rid in rids}
-    assert set(kind_of) == set(RELATIONS)
+    assert set(kind_of) == set(FACTGPT_RELATION_IDS)
     kinds: dict[str, set[str]] = {}
     for fact in facts:
         kinds.setdefault(fact.subject, set()).add(kind_of[fact.relation_id])

@@ -1,6 +1,11 @@
-"""``workbench.edit(model, requests, method=...)``: validate, pick the layer, run an editor reversibly."""
+"""``workbench.edit(model, requests, method=...)``: validate, pick the layer, run an editor reversibly.
+
+This is an entry point: for a bundled model it resolves the model's record (settings per method,
+edit layer, statistics corpus, known facts for tracing) and passes them on as arguments.
+"""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -9,9 +14,12 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord, EditRequest
 from workbench.edit import finetune, kn, memit, rome
+from workbench.edit.layers import N_FACTS, default_edit_layer
 from workbench.edit.session import EditResult
+from workbench.edit.stats import active_corpus, using_corpus
 from workbench.errors import InvalidRequestError, SubjectNotInPromptError, TargetAlreadyPredictedError
 from workbench.evaluate.probabilities import score_targets
+from workbench.models import record_of
 from workbench.tokens import locate_subject
 
 
@@ -52,13 +60,15 @@ def edit(
         requests: one or more :class:`~workbench.data.EditRequest` (or CounterFact records).
         method: ``"rome"`` (Meng et al. 2022), ``"memit"`` (Meng et al. 2023), ``"kn"`` (Dai et
             al. 2022), ``"ft"`` or ``"ft-l"`` (fine-tuning baselines, Zhu et al. 2020).
-        layer: the layer to edit; ``None`` takes the layer recommended by causal tracing
+        layer: the layer to edit; ``None`` takes a bundled model's tuned layer for the method, else
+            the layer recommended by causal tracing on its known facts
             (:func:`workbench.edit.layers.default_edit_layer`). MEMIT also takes a list of layers;
-            knowledge-neuron editing reads it as "only neurons of this layer".
+            knowledge-neuron editing reads it as "only neurons of this layer" (``None``: all).
         check_targets: refuse requests whose ``target_new`` the model already predicts.
         hparams: overrides of the method's hyper-parameters (:class:`~workbench.edit.rome.RomeHyperParams`,
             :class:`~workbench.edit.memit.MemitHyperParams`, :class:`~workbench.edit.kn.KnHyperParams`,
-            :class:`~workbench.edit.finetune.FineTuneHyperParams`).
+            :class:`~workbench.edit.finetune.FineTuneHyperParams`); a bundled model's tuned
+            settings are the defaults.
 
     Use as ``with workbench.edit(model, request) as result: ...`` to undo the edit on exit, or
     call ``result.restore()``. Bad input raises before any weight changes; an editor that fails
@@ -72,16 +82,30 @@ def edit(
     unknown = set(hparams) - known
     if unknown:
         raise InvalidRequestError(f"unknown {method} hyper-parameters {sorted(unknown)}; valid: {sorted(known)}")
-    settings = dataclasses.replace(defaults, **hparams)
+    record = record_of(model)
+    tuned = dict(record.editor_settings.get(method, {})) if record is not None else {}
+    layer = tuned.pop("layer", None) if layer is None else layer
+    settings = dataclasses.replace(defaults, **{**tuned, **hparams})
     batch = _as_requests(requests)
     validate_requests(model, batch, check_targets=check_targets)
-    result = EditResult(model, method, batch)
-    try:
-        editor.apply(result, batch, layer, settings, progress)
-    except BaseException:
-        result.restore()
-        raise
+    with _record_corpus(model):
+        if layer is None and method != "kn" and record is not None:
+            layer = default_edit_layer(model, record.known_facts(N_FACTS))
+        result = EditResult(model, method, batch)
+        try:
+            editor.apply(result, batch, layer, settings, progress)
+        except BaseException:
+            result.restore()
+            raise
     return result
+
+
+def _record_corpus(model: TransformerBridge):
+    """The bundled model's default statistics corpus, unless the caller chose one with ``using_corpus``."""
+    record = record_of(model)
+    if active_corpus() is not None or record is None:
+        return contextlib.nullcontext()
+    return using_corpus(record.corpus_texts(), record.corpus)
 
 
 def request_from_prompt(prompt: str, subject: str, target_new: str, target_true: str | None = None) -> EditRequest:

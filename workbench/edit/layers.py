@@ -2,8 +2,8 @@
 
 ROME edits the layer whose MLP output has the largest average indirect effect at the last
 subject token (Meng et al. 2022, Figure 2); :func:`default_edit_layer` measures it on the model
-instead of hard-coding a number per architecture. For the bundled fact model the measurement
-uses a fixed sample of its knowledge base; other models need facts they know, passed in.
+instead of hard-coding a number per architecture, on facts the model knows, passed in (the entry
+points pass a bundled model's known facts from its record).
 """
 from __future__ import annotations
 
@@ -17,18 +17,9 @@ from workbench import families
 from workbench.edit.stats import DEFAULT_CACHE, statistics_fingerprint
 from workbench.errors import InvalidRequestError
 from workbench.locate.effects import trace_many
-from workbench.models import is_bundled
 
 N_FACTS = 48
-
-
-def _bundled_prompts() -> list[tuple[str, str, str]]:
-    from workbench.zoo.knowledge import facts_by_relation, load_facts
-    from workbench.zoo.relations import RELATIONS
-
-    groups = list(facts_by_relation(load_facts()).values())
-    chosen = [group[i] for i in range(0, 60, 10) for group in groups if i < len(group)][:N_FACTS]
-    return [(RELATIONS[f.relation_id].prompt(f.subject), f.subject, f.object) for f in chosen]
+"""Facts the entry points trace for the recommendation."""
 
 
 def default_edit_layer(
@@ -40,8 +31,8 @@ def default_edit_layer(
     """The recommended edit layer of ``model`` from the average MLP indirect effect.
 
     Args:
-        prompts: ``(prompt, subject[, answer])`` facts the model knows; optional for the bundled
-            model (a fixed sample of its knowledge base is used).
+        prompts: ``(prompt, subject[, answer])`` facts the model knows; needed unless the
+            recommendation is cached.
         cache_dir: the recommendation is cached here under the model's weights fingerprint (the
             unedited model's inside :func:`workbench.edit.stats.pinned_statistics`, so edits that
             accumulate keep the layer measured before them).
@@ -50,12 +41,10 @@ def default_edit_layer(
     if cache is not None and cache.is_file():
         return int(json.loads(cache.read_text())["layer"])
     if prompts is None:
-        if not is_bundled(model):
-            raise InvalidRequestError(
-                "no edit layer given and no tracing prompts for this model: pass layer=..., or compute "
-                "one with workbench.edit.layers.default_edit_layer(model, prompts) on facts it knows"
-            )
-        prompts = _bundled_prompts()
+        raise InvalidRequestError(
+            "no edit layer given and no tracing prompts for this model: pass layer=..., or compute "
+            "one with workbench.edit.layers.default_edit_layer(model, prompts) on facts it knows"
+        )
     effect = trace_many(model, prompts, kinds=["mlp"], samples=5, window=3, progress=False)
     layer = effect.recommend_layer()
     if cache is not None:

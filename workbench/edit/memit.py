@@ -19,7 +19,7 @@ Write many facts at once into the MLP output projections of a range of layers R 
 
 Limits: the edit works only where the model reads facts from the subject's last token in the
 edited layers (check with causal tracing, :func:`workbench.locate.effects.trace_many`); C is estimated on the
-available corpus (the bundled model's training sentences by default) and, as in the reference,
+statistics corpus (a bundled model's default, named in its record, or the user's) and, as in the reference,
 from the unedited model even when edits accumulate.
 """
 from __future__ import annotations

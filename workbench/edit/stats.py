@@ -9,17 +9,21 @@ keyed by a fingerprint of the model's weights, the layer, the corpus and the sam
 cache file carries a SHA-256 of its tensor, so a corrupted or truncated file is detected and
 recomputed, never used.
 
-Limits: the reference implementation samples 100,000 Wikipedia texts; offline, the workbench
-defaults to the bundled model's own training sentences, and any other model needs a corpus
-passed in (an iterable of strings).
+The corpus is an argument: ``texts``, or the innermost :func:`using_corpus` block. The entry
+points (``workbench.edit``, the CLI) open such a block with a bundled model's default corpus
+(its record names it); any other model needs one passed in. The corpus's name is part of the
+cache key and of the cache file's name.
+
+Limits: the reference implementation samples 100,000 Wikipedia texts; the quality of an edit
+depends on how much the corpus resembles the model's training text.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import uuid
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,12 +37,12 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
 from workbench.errors import InvalidRequestError
-from workbench.models import hf_state_dict, is_bundled
+from workbench.models import cache_root, hf_state_dict
 
-DEFAULT_CACHE = Path(os.environ.get("WORKBENCH_CACHE", Path.home() / ".cache" / "workbench")) / "stats"
+DEFAULT_CACHE = cache_root() / "stats"
 
-_CORPORA: list[list[str]] = []
-"""Corpora set by :func:`using_corpus`, innermost last."""
+_CORPORA: list[tuple[str, list[str]]] = []
+"""(name, texts) of the corpora set by :func:`using_corpus`, innermost last."""
 
 _PINNED: dict[int, str] = {}
 """id(model) -> weights fingerprint whose statistics are served while edits accumulate."""
@@ -55,11 +59,13 @@ def statistics_fingerprint(model: TransformerBridge) -> str:
 
 
 @contextmanager
-def using_corpus(texts: Iterable[str]) -> Iterator[None]:
+def using_corpus(texts: Iterable[str], name: str = "custom") -> Iterator[None]:
     """Inside the block, statistics requested without a corpus (as the editors request them) are
-    computed over ``texts`` instead of the bundled model's training sentences. Use it to edit any
-    other model: ``with using_corpus(my_texts): workbench.edit(model, request, layer=5)``."""
-    _CORPORA.append(list(texts))
+    computed over ``texts``, cached under ``name`` (letters, digits, ``-``). Use it to edit any model
+    with your own text: ``with using_corpus(my_texts, "my-wiki"): workbench.edit(model, request, layer=5)``."""
+    if not re.fullmatch(r"[A-Za-z0-9-]+", name):
+        raise InvalidRequestError(f"corpus name {name!r}: use letters, digits and '-' only (it names cache files)")
+    _CORPORA.append((name, list(texts)))
     try:
         yield
     finally:
@@ -85,12 +91,9 @@ def pinned_statistics(model: TransformerBridge) -> Iterator[str]:
         if not outer:
             del _PINNED[id(model)]
 
-def default_corpus() -> list[str]:
-    """The bundled fact model's training sentences (every fact under every template)."""
-    from workbench.zoo.knowledge import load_facts
-    from workbench.zoo.train import corpus_texts, with_default_templates
-
-    return corpus_texts(with_default_templates(load_facts()))
+def active_corpus() -> tuple[str, list[str]] | None:
+    """(name, texts) of the innermost :func:`using_corpus` block, or ``None`` outside any."""
+    return _CORPORA[-1] if _CORPORA else None
 
 def weights_fingerprint(model: TransformerBridge) -> str:
     """SHA-256 over the model's Hugging Face parameters (names, shapes, bytes)."""
@@ -170,6 +173,7 @@ def second_moment(
     layer: int,
     texts: Sequence[str] | None = None,
     *,
+    corpus_name: str = "custom",
     n_samples: int | None = None,
     cache_dir: str | Path | None = DEFAULT_CACHE,
     progress: bool = True,
@@ -178,17 +182,19 @@ def second_moment(
 
     Args:
         texts: the corpus; its first ``n_samples`` texts are used (all if ``None``). Default: the
-            corpus of the innermost :func:`using_corpus` block, else the bundled corpus.
+            corpus of the innermost :func:`using_corpus` block (and its name).
+        corpus_name: the name ``texts`` are cached under.
         cache_dir: where to cache the result (``None`` disables caching). The default is
             ``$WORKBENCH_CACHE/stats`` or ``~/.cache/workbench/stats``.
     """
     if texts is None:
-        if not _CORPORA and not is_bundled(model):
-            warnings.warn("second moments of a model loaded from outside the bundled directory, over the bundled "
-                          "model's training sentences; unless this model was trained on them (a factgpt copy or "
-                          "retrain), give texts like its own with using_corpus(texts) (CLI: --corpus FILE)",
-                          stacklevel=2)
-        texts = _CORPORA[-1] if _CORPORA else default_corpus()
+        if not _CORPORA:
+            raise InvalidRequestError(
+                "no statistics corpus: ROME and MEMIT need texts like the model's training data for C = E[k k^T]. "
+                "Edit through workbench.edit (a bundled model brings its corpus), or wrap the call in "
+                "workbench.edit.stats.using_corpus(texts, name) (CLI: --corpus FILE)"
+            )
+        corpus_name, texts = _CORPORA[-1]
     texts = list(texts)
     if n_samples is not None:
         texts = texts[:n_samples]
@@ -196,8 +202,10 @@ def second_moment(
         total, count = accumulate_second_moment(model, layer, texts, progress=progress, total=len(texts))
         return total / count
     fingerprint = statistics_fingerprint(model)
-    key = hashlib.sha256(json.dumps([fingerprint, layer, _corpus_fingerprint(texts), len(texts)]).encode()).hexdigest()[:32]
-    path = Path(cache_dir) / f"second_moment_{key}.safetensors"
+    key = hashlib.sha256(
+        json.dumps([fingerprint, layer, corpus_name, _corpus_fingerprint(texts), len(texts)]).encode()
+    ).hexdigest()[:32]
+    path = Path(cache_dir) / f"second_moment_{corpus_name}_layer{layer}_{key}.safetensors"
     cached = _read_cache(path)
     if cached is not None:
         return cached.to(model.cfg.device)
@@ -208,7 +216,7 @@ def second_moment(
         )
     total, count = accumulate_second_moment(model, layer, texts, progress=progress, total=len(texts))
     moment = total / count
-    _write_cache(path, moment, {"layer": str(layer), "tokens": str(count), "texts": str(len(texts))})
+    _write_cache(path, moment, {"layer": str(layer), "tokens": str(count), "texts": str(len(texts)), "corpus": corpus_name})
     return moment
 
 def _checksum(tensor: torch.Tensor) -> str:

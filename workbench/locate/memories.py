@@ -52,12 +52,13 @@ class Memory(JsonResult):
 
 
 def memory(
-    model: TransformerBridge, layer: int, neuron: int, *, k: int = 10, corpus: Sequence[str] | None = None,
+    model: TransformerBridge, layer: int, neuron: int, *, k: int = 10, corpus: Sequence[str] = (),
     batch_size: int = 64,
 ) -> Memory:
     """The key, value, promoted/suppressed tokens and most activating texts of one neuron.
 
-    ``corpus`` defaults to the bundled model's training sentences (``None``); pass ``[]`` to skip.
+    ``corpus``: texts to find the most activating ones in (empty: skipped); a bundled model's
+    statistics corpus is ``workbench.models.record_of(model).corpus_texts()``.
     """
     out = families.mlp_out_projection(model, layer)
     if not 0 <= neuron < out.d_in:
@@ -69,10 +70,6 @@ def memory(
     order = torch.argsort(logits, descending=True)
     promoted = [(decode([int(i)]), float(logits[i])) for i in order[:k]]
     suppressed = [(decode([int(i)]), float(logits[i])) for i in order.flip(0)[:k]]
-    if corpus is None:
-        from workbench.edit.stats import default_corpus
-
-        corpus = default_corpus()
     return Memory(layer, neuron, keys, value.cpu().numpy(), promoted, suppressed,
                   _top_activating(model, layer, neuron, corpus, k, batch_size))
 

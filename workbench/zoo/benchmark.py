@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from workbench.data import CounterFactRecord, EditRequest, Fact, read_counterfact, write_counterfact
-from workbench.zoo.relations import RELATIONS
+from workbench.zoo.relations import RELATIONS, Relation
 
 BENCHMARK_PATH = Path(__file__).parent / "data" / "counterfact_factgpt.json"
 MAX_NEIGHBOURS = 10
@@ -35,6 +35,7 @@ def build_benchmark(
     first_token: dict[str, int],
     *,
     seed: int = 0,
+    relations: Mapping[str, Relation] = RELATIONS,
 ) -> list[CounterFactRecord]:
     """Build CounterFact records for every recalled fact that has >= 2 recalled neighbours.
 
@@ -44,6 +45,7 @@ def build_benchmark(
         first_token: the first token id of each object (as continuation after a space), used to
             pick new targets that differ from the true object in their first token.
         seed: seeds the choice of new targets and neighbour templates and the case order.
+        relations: the relations' templates (a model's record may replace some).
     """
     known = [f for f in facts if (f.subject, f.relation_id) in recalled]
     by_object: dict[tuple[str, str], list[Fact]] = defaultdict(list)
@@ -56,7 +58,7 @@ def build_benchmark(
     rng = random.Random(seed)
     cases = []
     for fact in sorted(known, key=lambda f: (f.relation_id, f.subject)):
-        relation = RELATIONS[fact.relation_id]
+        relation = relations[fact.relation_id]
         neighbours = [f for f in by_object[(fact.relation_id, fact.object)] if f.subject != fact.subject]
         alternatives = [o for o in objects[fact.relation_id] if first_token[o] != first_token[fact.object]]
         if len(neighbours) < 2 or not alternatives:

@@ -45,19 +45,25 @@ def measure_recall(
     *,
     batch_size: int = 256,
     progress: bool = False,
+    prefix: Sequence[int] | None = None,
 ) -> RecallReport:
     """Teacher-forced recall of every fact under every template.
+
+    Each prompt starts with the token ids ``prefix`` (default: the tokenizer's EOS, as the bundled
+    fact model was trained); padding uses the tokenizer's pad token (EOS where it has none).
 
     Full-object greedy recall is checked in the same pass: greedy decoding produces the object
     exactly when the argmax at every object position is the next object token.
     """
-    bos = tokenizer.eos_token_id
+    prefix = [tokenizer.eos_token_id] if prefix is None else list(prefix)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     rows = []  # (relation, subject, ids, answer_start)
     for item in facts:
         answer = tokenizer.encode(" " + item.fact.object, add_special_tokens=False)
         for prompt in item.prompts():
-            ids = [bos, *tokenizer.encode(prompt, add_special_tokens=False)]
+            ids = [*prefix, *tokenizer.encode(prompt, add_special_tokens=False)]
             rows.append((item.fact.relation_id, item.fact.subject, ids + answer, len(ids)))
+    rows.sort(key=lambda row: len(row[2]))  # similar lengths share a batch: little padding
     first_hits: dict[str, list[bool]] = defaultdict(list)
     full_hits: dict[str, list[bool]] = defaultdict(list)
     all_templates_hit: dict[tuple[str, str], bool] = {}
@@ -65,7 +71,7 @@ def measure_recall(
     for start in tqdm(range(0, len(rows), batch_size), desc="recall", disable=not progress):
         batch = rows[start : start + batch_size]
         length = max(len(ids) for _, _, ids, _ in batch)
-        input_ids = torch.full((len(batch), length), bos, dtype=torch.long)
+        input_ids = torch.full((len(batch), length), pad, dtype=torch.long)
         for row, (_, _, ids, _) in enumerate(batch):
             input_ids[row, : len(ids)] = torch.tensor(ids)
         predicted = model(input_ids.to(device)).logits.argmax(-1).cpu()

