@@ -66,3 +66,14 @@ def tiny_model_dirs(tmp_path_factory) -> dict:
 
     root = tmp_path_factory.mktemp("tiny-models")
     return {family: build_tiny_model(family, root / family) for family in FAMILIES}
+
+
+@pytest.fixture
+def editing_corpus():
+    """ROME's and MEMIT's statistics corpus for the tiny models: the bundled fact model's training
+    sentences (varied enough for a full-rank second moment at every layer)."""
+    from workbench.edit.stats import using_corpus
+    from workbench.zoo.records import RECORDS
+
+    with using_corpus(RECORDS["factgpt"].corpus_texts(), "factgpt-training"):
+        yield

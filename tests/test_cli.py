@@ -52,9 +52,21 @@ def test_attribute_lists_top_neurons_and_saves(tiny_model_dirs, tmp_path, capsys
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".png"]
 
 
-def test_edit_prints_before_and_after(tiny_model_dirs, capsys):
+def _corpus_file(path, texts):
+    path.write_text("\n".join(texts[:60]) + "\n\n" + "\n".join(texts[60:]) + "\n", encoding="utf-8")
+    return path
+
+
+def _varied_texts(shift: int = 0) -> list[str]:
+    from workbench.zoo.tiny import TINY_CORPUS
+
+    words = TINY_CORPUS.split()  # varied word orders: enough distinct keys for a full-rank moment
+    return [" ".join(words[(i * step + shift) % len(words)] for step in range(1, 12)) + f" {i}" for i in range(120)]
+
+
+def test_edit_prints_before_and_after(tiny_model_dirs, capsys, tmp_path):
     code = main(["edit", "The capital of France is", "--subject", "France", "--target", "Rome", "--layer", "0",
-                 "--model", str(tiny_model_dirs["gpt2"])])
+                 "--model", str(tiny_model_dirs["gpt2"]), "--corpus", str(_corpus_file(tmp_path / "c.txt", _varied_texts()))])
     assert code == 0
     output = capsys.readouterr().out
     assert "before:" in output and "after:" in output and "rome edit of layer(s) [0]" in output
@@ -63,19 +75,17 @@ def test_edit_prints_before_and_after(tiny_model_dirs, capsys):
 def test_edit_computes_statistics_over_the_given_corpus(tiny_model_dirs, tmp_path):
     from workbench.edit.session import load_edit
     from workbench.edit.stats import using_corpus
-    from workbench.zoo.tiny import TINY_CORPUS
 
-    words = TINY_CORPUS.split()  # varied word orders: enough distinct keys for a full-rank moment
-    texts = [" ".join(words[(i * step) % len(words)] for step in range(1, 12)) + f" {i}" for i in range(120)]
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n".join(texts[:60]) + "\n\n" + "\n".join(texts[60:]) + "\n", encoding="utf-8")
+    texts = _varied_texts()
+    corpus = _corpus_file(tmp_path / "corpus.txt", texts)
+    other = _corpus_file(tmp_path / "other.txt", _varied_texts(shift=3))
     arguments = ["edit", "The capital of France is", "--subject", "France", "--target", "Rome", "--layer", "0",
                  "--model", str(tiny_model_dirs["gpt2"])]
     assert main([*arguments, "--corpus", str(corpus), "--save", str(tmp_path / "with")]) == 0
-    assert main([*arguments, "--save", str(tmp_path / "without")]) == 0
+    assert main([*arguments, "--corpus", str(other), "--save", str(tmp_path / "without")]) == 0
     model = workbench.load_model(tiny_model_dirs["gpt2"])
     request = workbench.edit.api.request_from_prompt("The capital of France is", "France", "Rome")
-    with using_corpus(texts), workbench.edit(model, request, "rome", layer=0) as expected:
+    with using_corpus(texts, "same-texts"), workbench.edit(model, request, "rome", layer=0) as expected:
         pass
     (name,) = expected.deltas
     torch.testing.assert_close(load_edit(tmp_path / "with").deltas[name], expected.deltas[name])

@@ -25,6 +25,8 @@ FAST = {"v_steps": 5, "mom2_n_samples": 200, "prefixes": ((3, 2),)}
 PLAIN = {"v_steps": 8, "v_weight_decay": 0.0, "kl_factor": 0.0, "clamp_norm_factor": 1e6, "mom2_n_samples": 200,
          "prefixes": ((3, 2),)}
 
+pytestmark = pytest.mark.usefixtures("editing_corpus")  # tiny models bring no corpus of their own
+
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):

@@ -23,6 +23,8 @@ from workbench.errors import (
 REQUEST = EditRequest("The capital of {} is", "France", "Rome", "Paris")
 FAST = {"v_steps": 5, "mom2_n_samples": 200, "prefixes": ((3, 2),)}
 
+pytestmark = pytest.mark.usefixtures("editing_corpus")  # tiny models bring no corpus of their own
+
 
 @pytest.fixture(scope="module")
 def models(tiny_model_dirs):

@@ -13,6 +13,7 @@ from workbench import families
 from workbench.evaluate.metrics import case_metrics
 from workbench.models import hf_state_dict
 from workbench.zoo.benchmark import benchmark
+from workbench.zoo.records import RECORDS
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def model():
 def test_edits_move_the_target_and_are_undone_bit_exactly(model):
     weights = {name: tensor.clone() for name, tensor in hf_state_dict(model).items()}
     records = benchmark(3)
-    layer = workbench.edit.layers.default_edit_layer(model)
+    layer = workbench.edit.layers.default_edit_layer(model, RECORDS["factgpt"].known_facts(48))
     before = case_metrics(model, records)
     for record, unedited in zip(records, before):
         with workbench.edit(model, record, layer=layer) as result:
@@ -36,5 +37,5 @@ def test_edits_move_the_target_and_are_undone_bit_exactly(model):
 
 
 def test_default_layer_is_measured_and_inside_the_model(model):
-    layer = workbench.edit.layers.default_edit_layer(model)
+    layer = workbench.edit.layers.default_edit_layer(model, RECORDS["factgpt"].known_facts(48))
     assert 0 <= layer < model.cfg.n_layers

@@ -84,7 +84,8 @@ def test_using_corpus_sets_the_editors_corpus_and_a_singular_moment_is_explained
     with using_corpus(texts):
         inside = second_moment(model, 0, cache_dir=None, progress=False)
     torch.testing.assert_close(inside, second_moment(model, 0, texts, cache_dir=None, progress=False))
-    assert not torch.equal(inside, second_moment(model, 0, cache_dir=None, n_samples=50, progress=False))
+    with using_corpus(texts[:1]):
+        assert not torch.equal(inside, second_moment(model, 0, cache_dir=None, progress=False))
     before = snapshot(model)
     with using_corpus(["one short text"]), pytest.raises(InvalidRequestError, match="singular"):
         workbench.edit(model, EditRequest("The capital of {} is", "France", "Rome"), layer=0, v_steps=2,

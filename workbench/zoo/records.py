@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from workbench.data import CounterFactRecord, Fact, read_counterfact
-from workbench.errors import ModelNotFoundError
+from workbench.errors import InvalidRequestError, ModelNotFoundError
 from workbench.zoo.corpora import CORPORA, package_file
 from workbench.zoo.knowledge import load_facts
 from workbench.zoo.relations import RELATIONS, Relation
 
 ZOO = Path(__file__).parent
+
+TUNING_EVERY = 5
+"""One benchmark case in five (``case_id % 5 == 0``) is in the tuning split."""
 
 KnownFact = tuple[str, str, str]
 """(prompt, subject, answer) of a fact the model answers correctly."""
@@ -83,9 +86,16 @@ class ModelRecord:
         relations = self.relations()
         return [(relations[f.relation_id].prompt(f.subject), f.subject, f.object) for f in chosen]
 
-    def benchmark(self, n_cases: int | None = None) -> list[CounterFactRecord]:
-        """The model's CounterFact benchmark (or its first ``n_cases``)."""
+    def benchmark(self, n_cases: int | None = None, split: str | None = None) -> list[CounterFactRecord]:
+        """The model's CounterFact benchmark (or its first ``n_cases``).
+
+        ``split``: ``"tuning"`` (every case with ``case_id % 5 == 0``; settings are chosen on these),
+        ``"evaluation"`` (the others; reported numbers come from these) or ``None`` (all)."""
+        if split not in (None, "tuning", "evaluation"):
+            raise InvalidRequestError(f"unknown split {split!r}: choose 'tuning', 'evaluation' or None")
         records = read_counterfact(self.folder / self.benchmark_file)
+        if split is not None:
+            records = [r for r in records if (r.case_id % TUNING_EVERY == 0) == (split == "tuning")]
         return records if n_cases is None else records[:n_cases]
 
 

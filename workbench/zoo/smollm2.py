@@ -13,8 +13,10 @@ built from the known facts exactly as factgpt's (:func:`workbench.zoo.benchmark.
 paraphrases are the relation's other templates, neighbours are other known subjects with the same
 object, so the unedited model answers every paraphrase and neighbour correctly.
 
-Run ``python -m workbench.zoo.smollm2`` (about 10 minutes on 2 cores) to rewrite
-``zoo/smollm2/known_facts.jsonl``, ``counterfact.json`` and ``measurements.json``.
+Run ``python -m workbench.zoo.smollm2 build`` (about 10 minutes on 2 cores) to rewrite
+``zoo/smollm2/known_facts.jsonl``, ``counterfact.json`` and ``measurements.json``;
+``python -m workbench.zoo.smollm2 corpus --layer L`` compares statistics corpora by ROME's Score on
+the benchmark's tuning split.
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ def _with_templates(facts: list[Fact], relations: dict[str, Relation], first: bo
             for f in facts]
 
 
-def main() -> None:
+def build() -> None:
     """Compare prefixes on a sample, then measure recall of every candidate with the best one (the
     rewrite template first; the paraphrase templates only for facts that pass it) and write the known
     facts, the benchmark and the measurements."""
@@ -86,6 +88,43 @@ def main() -> None:
     }
     (record.folder / "measurements.json").write_text(json.dumps(measurements, indent=2) + "\n")
     print(json.dumps({k: measurements[k] for k in ("prefix", "known", "benchmark")}, indent=2))
+
+
+def compare_corpora(names: list[str], n_cases: int, layer: int, n_texts: int) -> dict:
+    """ROME's CounterFact scores on ``n_cases`` tuning cases with C from each named corpus."""
+    import workbench
+    from workbench.edit.stats import using_corpus
+    from workbench.evaluate.bench import run_bench
+    from workbench.zoo.corpora import CORPORA
+
+    model = workbench.load_model("smollm2-135m")
+    cases, scores = RECORDS["smollm2-135m"].benchmark(n_cases, split="tuning"), {}
+    for name in names:
+        with using_corpus(CORPORA[name]()[:n_texts], name):
+            result = run_bench(model, cases, "rome", layer=layer, fluency_tokens=0)
+        scores[name] = {key: round(result.after[key], 2) for key in
+                        ("efficacy_score", "paraphrase_score", "neighborhood_score", "score")}
+        print(name, scores[name], flush=True)
+    return scores
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``build``: measure and write the record's data; ``corpus``: compare statistics corpora by ROME's Score."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m workbench.zoo.smollm2")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("build")
+    corpus = commands.add_parser("corpus")
+    corpus.add_argument("--names", default="wikipedia-vital-leads,smollm2-samples,factgpt-training")
+    corpus.add_argument("--cases", type=int, default=20)
+    corpus.add_argument("--layer", type=int, required=True)
+    corpus.add_argument("--texts", type=int, default=2000, help="texts of each corpus used for C")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        build()
+    else:
+        print(json.dumps(compare_corpora(args.names.split(","), args.cases, args.layer, args.texts), indent=2))
 
 
 if __name__ == "__main__":
