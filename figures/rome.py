@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 
 import workbench  # noqa: E402
 from workbench.edit.layers import default_edit_layer  # noqa: E402
+from workbench.models import record_of  # noqa: E402
 from workbench.evaluate.bench import run_bench  # noqa: E402
 from workbench.plot.editing import plot_edit_probabilities, target_probabilities  # noqa: E402
 from workbench.zoo.benchmark import benchmark  # noqa: E402
@@ -31,8 +32,8 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=100)
     args = parser.parse_args()
     model = workbench.load_model()
-    layer = default_edit_layer(model)
-    records = benchmark(args.cases)
+    layer = default_edit_layer(model, record_of(model).known_facts(48))
+    records = benchmark("factgpt", args.cases)
     record = records[0]
     before = target_probabilities(model, record)
     with workbench.edit(model, record, layer=layer):

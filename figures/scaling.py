@@ -44,7 +44,7 @@ def main() -> None:
         if args.replot:
             sweep = ScalingResult.load(HERE / f"scaling_{mode}.json")
         else:
-            sweep = run_scaling(model, benchmark(max(counts)), methods, counts, mode=mode)
+            sweep = run_scaling(model, benchmark("factgpt", max(counts)), methods, counts, mode=mode)
             sweep.save(HERE / f"scaling_{mode}.json")
         larger = [ScalingResult.load(path) for path in sorted(HERE.glob(f"scaling_{mode}_*.json"))]
         result = ScalingResult.merged([sweep, *larger])

@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=300)
     parser.add_argument("--model", default="factgpt")
     args = parser.parse_args()
-    result = subject_swap(workbench.load_model(args.model), benchmark(args.cases))
+    result = subject_swap(workbench.load_model(args.model), benchmark("factgpt", args.cases))
     result.save(HERE / f"subject_swap_{Path(args.model).name}.json")
     result.plot().savefig(HERE / "subject_swap.png", dpi=120)
     print(f"{args.model}, {result.n_cases} cases: subject's last token {result.subject_last.round(2).tolist()}, "

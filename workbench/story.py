@@ -96,7 +96,7 @@ def _edit(model, layer: int) -> None:
     from workbench.evaluate.views import before_after
     from workbench.zoo.benchmark import benchmark
 
-    record = benchmark(1)[0]
+    record = benchmark("factgpt", 1)[0]
     request = record.requested_rewrite
     prompts = [request.filled_prompt(), record.paraphrase_prompts[0], record.neighborhood_prompts[0]]
     roles = ["rewrite", "paraphrase", "neighbour"]
@@ -149,7 +149,7 @@ def _mass_edit(model, n_edits: int, layer: int) -> None:
     from workbench.evaluate.metrics import case_metrics, summarize
     from workbench.zoo.benchmark import benchmark
 
-    records = benchmark(n_edits)
+    records = benchmark("factgpt", n_edits)
     before = summarize(case_metrics(model, records))
     started = time.perf_counter()
     # targets searched on each prompt alone (no random-prefix contexts): 2.5x faster, to keep the

@@ -24,7 +24,7 @@ def model():
 @pytest.mark.slow  # about 80 s, most of it the second moments over the whole corpus
 def test_edits_move_the_target_and_are_undone_bit_exactly(model):
     weights = {name: tensor.clone() for name, tensor in hf_state_dict(model).items()}
-    records = benchmark(3)
+    records = benchmark("factgpt", 3)
     layer = workbench.edit.layers.default_edit_layer(model, RECORDS["factgpt"].known_facts(48))
     before = case_metrics(model, records)
     for record, unedited in zip(records, before):

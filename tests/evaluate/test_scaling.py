@@ -22,7 +22,7 @@ def model():
 
 @pytest.mark.parametrize("mode", ["batch", "sequential"])
 def test_scaling_runs_every_method_and_count_and_restores(model, mode, tmp_path):
-    records = benchmark(3)
+    records = benchmark("factgpt", 3)
     before = snapshot(model)
     result = run_scaling(model, records, ["ft", "kn"], [1, 3], mode=mode, fluency_cases=2, fluency_tokens=5,
                          progress=False)
@@ -51,7 +51,7 @@ def test_scaling_runs_every_method_and_count_and_restores(model, mode, tmp_path)
 def test_bad_scaling_requests_are_refused(model, kwargs, message):
     arguments = {"methods": ["ft"], "edit_counts": [1], **kwargs}
     with pytest.raises(InvalidRequestError, match=message):
-        run_scaling(model, benchmark(3), arguments.pop("methods"), arguments.pop("edit_counts"), progress=False,
+        run_scaling(model, benchmark("factgpt", 3), arguments.pop("methods"), arguments.pop("edit_counts"), progress=False,
                     **arguments)
 
 

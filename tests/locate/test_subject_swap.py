@@ -19,11 +19,11 @@ def model():
 
 @pytest.fixture(scope="module")
 def swapped(model):
-    return subject_swap(model, benchmark(60), progress=False)
+    return subject_swap(model, benchmark("factgpt", 60), progress=False)
 
 
 def test_donors_hold_the_new_target_under_the_same_prompt():
-    records = benchmark(60)
+    records = benchmark("factgpt", 60)
     requests = [record.requested_rewrite for record in records]
     truths = {(request.prompt, request.subject): request.target_true for request in requests}
     donors = donor_subjects(records)
@@ -52,7 +52,7 @@ def test_shares_are_fractions_per_layer(swapped, model, tmp_path):
 
 
 def test_records_without_donors_are_refused(model):
-    (record,) = benchmark(1)
+    (record,) = benchmark("factgpt", 1)
     lonely = replace(record, requested_rewrite=replace(record.requested_rewrite, target_new="Atlantis"))
     with pytest.raises(InvalidRequestError, match="donor"):
         subject_swap(model, [lonely], progress=False)

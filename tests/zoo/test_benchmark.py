@@ -14,7 +14,7 @@ from workbench.zoo.relations import RELATIONS
 
 @pytest.fixture(scope="module")
 def records():
-    return benchmark()
+    return benchmark("factgpt")
 
 
 def test_at_least_2000_cases_with_paraphrases_and_neighbours(records):

@@ -1,4 +1,4 @@
-"""A CounterFact-style benchmark built from the knowledge base, for the bundled fact model.
+"""CounterFact-style benchmarks built from a knowledge base and a model's recall, for the bundled models.
 
 Each case rewrites one fact the model recalls under every template:
 
@@ -22,7 +22,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from workbench.data import CounterFactRecord, EditRequest, Fact, read_counterfact, write_counterfact
+from workbench.data import CounterFactRecord, EditRequest, Fact, write_counterfact
+from workbench.errors import ModelNotFoundError
 from workbench.zoo.relations import RELATIONS, Relation
 
 BENCHMARK_PATH = Path(__file__).parent / "data" / "counterfact_factgpt.json"
@@ -93,13 +94,15 @@ def _with_case_id(record: CounterFactRecord, case_id: int) -> CounterFactRecord:
     return replace(record, case_id=case_id, requested_rewrite=replace(record.requested_rewrite, case_id=case_id))
 
 
-def benchmark(n_cases: int | None = None, path: str | Path = BENCHMARK_PATH) -> list[CounterFactRecord]:
-    """The bundled model's benchmark (or the first ``n_cases`` of it), read from its JSON file.
+def benchmark(model: str = "factgpt", n_cases: int | None = None, *, split: str | None = None) -> list[CounterFactRecord]:
+    """The CounterFact benchmark of the bundled model ``model`` (``"factgpt"``, ``"smollm2-135m"``),
+    or its first ``n_cases``; ``split`` picks its ``"tuning"`` or ``"evaluation"`` cases
+    (:meth:`workbench.zoo.records.ModelRecord.benchmark`)."""
+    from workbench.zoo.records import RECORDS
 
-    The file is written by ``python -m workbench.zoo.benchmark`` after training.
-    """
-    records = read_counterfact(path)
-    return records if n_cases is None else records[:n_cases]
+    if model not in RECORDS:
+        raise ModelNotFoundError(f"no bundled model {model!r}; bundled: {', '.join(RECORDS)}")
+    return RECORDS[model].benchmark(n_cases, split=split)
 
 
 def main() -> None:
