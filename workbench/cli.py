@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="scaling study: all edits in one call, or one group after another (default: batch)")
     bench.add_argument("--batch-size", type=int, default=1, help="sequential mode: edits per group (default: 1)")
     bench.add_argument("--layer", type=int, help="layer to edit (default: recommended by causal tracing)")
-    bench.add_argument("--data", help="a counterfact.json (default: the bundled model's own benchmark)")
+    bench.add_argument("--data", help="a counterfact.json (default: the evaluation split of the bundled model's own "
+                       "benchmark)")
     bench.add_argument("--model", default="factgpt")
     bench.add_argument("--fluency-tokens", type=int, default=30, help="tokens per generation for fluency (0: skip)")
     bench.add_argument("--out", default="results", help="output directory (default: ./results)")
@@ -215,7 +216,8 @@ def _run_scaling(args: argparse.Namespace) -> int:
 
 
 def _bench_records(model, data: str | None, n_cases: int):
-    """The first ``n_cases`` CounterFact cases: from ``--data``, else the model's own benchmark (its record's)."""
+    """The first ``n_cases`` CounterFact cases: from ``--data``, else the evaluation split of the model's own
+    benchmark (its record's; settings are tuned on the other split)."""
     from workbench.data import read_counterfact
     from workbench.models import record_of
 
@@ -224,7 +226,7 @@ def _bench_records(model, data: str | None, n_cases: int):
     record = record_of(model)
     if record is None:
         raise InvalidRequestError("this model has no bundled benchmark: pass --data counterfact.json")
-    return record.benchmark(n_cases)
+    return record.benchmark(n_cases, split="evaluation")
 
 
 def _run_zoo_train(args: argparse.Namespace) -> int:

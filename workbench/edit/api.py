@@ -84,7 +84,8 @@ def edit(
         raise InvalidRequestError(f"unknown {method} hyper-parameters {sorted(unknown)}; valid: {sorted(known)}")
     record = record_of(model)
     tuned = dict(record.editor_settings.get(method, {})) if record is not None else {}
-    layer = tuned.pop("layer", None) if layer is None else layer
+    tuned_layer = tuned.pop("layer", None)
+    layer = tuned_layer if layer is None else layer
     settings = dataclasses.replace(defaults, **{**tuned, **hparams})
     batch = _as_requests(requests)
     validate_requests(model, batch, check_targets=check_targets)
