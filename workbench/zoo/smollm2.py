@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("build")
     corpus = commands.add_parser("corpus")
-    corpus.add_argument("--names", default="wikipedia-vital-leads,smollm2-samples,factgpt-training")
+    corpus.add_argument("--names", default="wikipedia-vital-leads,factgpt-training")
     corpus.add_argument("--cases", type=int, default=20)
     corpus.add_argument("--layer", type=int, required=True)
     corpus.add_argument("--texts", type=int, default=2000, help="texts of each corpus used for C")
