@@ -67,11 +67,17 @@ def test_average_indirect_effect_by_token_role(smollm2):
 
 
 @pytest.mark.slow
-def test_attribution_patching_agrees_with_activation_patching(smollm2):
+def test_attribution_patching_agrees_with_activation_patching_except_at_the_first_mlp(smollm2):
     clean, corrupted = "The Eiffel Tower is located in the city of", "The Colosseum is located in the city of"
-    measured = activation_patching(smollm2, clean, corrupted, kind="mlp")
-    estimated = attribution_patching(smollm2, clean, corrupted, kinds=["mlp"])["mlp"]
-    assert patching_agreement(measured, estimated) > 0.5
+    estimated = attribution_patching(smollm2, clean, corrupted, kinds=["hidden", "mlp"])
+    hidden = activation_patching(smollm2, clean, corrupted, kind="hidden")
+    mlp = activation_patching(smollm2, clean, corrupted, kind="mlp")
+    assert patching_agreement(hidden, estimated["hidden"]) > 0.5  # measured 0.86
+    # The first-order estimate fails at MLP 0 on the subject tokens (measured +7.5 and +13.4 in logit
+    # difference, estimated -7.6 and -6.3): a large, non-linear change. Elsewhere it tracks (r 0.87).
+    later = np.corrcoef(mlp.effects[:, 1:].ravel(), estimated["mlp"].effects[:, 1:].ravel())[0, 1]
+    assert later > 0.5
+    assert patching_agreement(mlp, estimated["mlp"]) < later
 
 
 def test_integrated_gradients_are_complete(smollm2):
