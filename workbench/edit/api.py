@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformer_lens.model_bridge import TransformerBridge
 
@@ -21,6 +21,9 @@ from workbench.errors import InvalidRequestError, SubjectNotInPromptError, Targe
 from workbench.evaluate.probabilities import score_targets
 from workbench.models import record_of
 from workbench.tokens import locate_subject
+
+if TYPE_CHECKING:
+    from workbench.models import ModelRecord
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,12 +87,12 @@ def edit(
         raise InvalidRequestError(f"unknown {method} hyper-parameters {sorted(unknown)}; valid: {sorted(known)}")
     record = record_of(model)
     tuned = dict(record.editor_settings.get(method, {})) if record is not None else {}
-    tuned_layer = tuned.pop("layer", None)
+    tuned_layer = tuned.pop("layer", None)  # popped either way: it is an argument, not a hyper-parameter
     layer = tuned_layer if layer is None else layer
     settings = dataclasses.replace(defaults, **{**tuned, **hparams})
     batch = _as_requests(requests)
     validate_requests(model, batch, check_targets=check_targets)
-    with _record_corpus(model):
+    with _record_corpus(record):
         if layer is None and method != "kn" and record is not None:
             layer = default_edit_layer(model, record.known_facts(N_FACTS))
         result = EditResult(model, method, batch)
@@ -101,9 +104,8 @@ def edit(
     return result
 
 
-def _record_corpus(model: TransformerBridge):
+def _record_corpus(record: ModelRecord | None):
     """The bundled model's default statistics corpus, unless the caller chose one with ``using_corpus``."""
-    record = record_of(model)
     if active_corpus() is not None or record is None:
         return contextlib.nullcontext()
     return using_corpus(record.corpus_texts(), record.corpus)

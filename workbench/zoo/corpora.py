@@ -68,6 +68,7 @@ def wikipedia_vital_leads() -> tuple[str, ...]:
     return tuple(seen)
 
 
+@lru_cache(maxsize=1)
 def factgpt_training() -> tuple[str, ...]:
     """The ``"factgpt-training"`` corpus: every fact of the knowledge base under every template."""
     from workbench.zoo.knowledge import load_facts
