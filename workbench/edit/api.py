@@ -16,7 +16,7 @@ from workbench.data import CounterFactRecord, EditRequest
 from workbench.edit import finetune, kn, memit, rome
 from workbench.edit.layers import N_FACTS, default_edit_layer
 from workbench.edit.session import EditResult
-from workbench.edit.stats import active_corpus, using_corpus
+from workbench.edit.stats import active_corpus, pinned_statistics, using_corpus
 from workbench.errors import InvalidRequestError, SubjectNotInPromptError, TargetAlreadyPredictedError
 from workbench.evaluate.probabilities import score_targets
 from workbench.models import record_of
@@ -92,7 +92,9 @@ def edit(
     settings = dataclasses.replace(defaults, **{**tuned, **hparams})
     batch = _as_requests(requests)
     validate_requests(model, batch, check_targets=check_targets)
-    with _record_corpus(record):
+    # one weights fingerprint per call: the statistics, the edit layer and the context prefixes
+    # are all looked up under the weights the edit starts from
+    with _record_corpus(record), pinned_statistics(model):
         if layer is None and method != "kn" and record is not None:
             layer = default_edit_layer(model, record.known_facts(N_FACTS))
         result = EditResult(model, method, batch)

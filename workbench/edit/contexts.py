@@ -17,27 +17,36 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
 from workbench.data import EditRequest
+from workbench.edit.stats import statistics_fingerprint
+from workbench.sampling import sample_top_k
 from workbench.tokens import locate_subject, pad_right
 
 
-@torch.no_grad()
+_PREFIXES: dict[tuple[str, tuple[tuple[int, int], ...], int], list[str]] = {}
+
+
 def sample_prefixes(model: TransformerBridge, spec: tuple[tuple[int, int], ...], seed: int) -> list[str]:
     """Context templates ``"{}"`` plus ``"<prefix>. {}"`` for random prefixes sampled from the model
-    (top-5 sampling after BOS); ``spec`` lists (length in tokens, count) pairs."""
+    (top-5 sampling after BOS); ``spec`` lists (length in tokens, count) pairs.
+
+    Sampled once per (weights, spec, seed) in a process, as the reference implementations do: the
+    weights are those the statistics are pinned to (:func:`workbench.edit.stats.statistics_fingerprint`),
+    so edits applied one after another keep the unedited model's prefixes."""
+    key = (statistics_fingerprint(model), tuple(map(tuple, spec)), seed)
+    if key not in _PREFIXES:
+        _PREFIXES[key] = ["{}"] + [text.strip() + ". {}" for text in _sample_texts(model, spec, seed)]
+    return list(_PREFIXES[key])
+
+
+def _sample_texts(model: TransformerBridge, spec: tuple[tuple[int, int], ...], seed: int) -> list[str]:
+    """All prefixes of ``spec`` sampled in one batch, braces removed."""
+    lengths = [length for length, count in spec for _ in range(count)]
+    if not lengths:
+        return []
     generator = torch.Generator().manual_seed(seed)
-    bos = model.tokenizer.bos_token_id
-    templates = ["{}"]
-    for length, count in spec:
-        ids = torch.full((count, 1), bos, dtype=torch.long, device=model.cfg.device)
-        for _ in range(length):
-            logits = model(ids, return_type="logits")[:, -1].float().cpu()
-            top = logits.topk(5, dim=-1)
-            choice = torch.multinomial(top.values.softmax(-1), 1, generator=generator)
-            ids = torch.cat([ids, top.indices.gather(1, choice).to(ids.device)], dim=1)
-        for row in ids[:, 1:]:
-            text = model.tokenizer.decode(row, skip_special_tokens=True).replace("{", "").replace("}", "")
-            templates.append(text.strip() + ". {}")
-    return templates
+    tokens = sample_top_k(model, [[model.tokenizer.bos_token_id]] * len(lengths), max(lengths), generator=generator)
+    texts = [model.tokenizer.decode(row[:length], skip_special_tokens=True) for row, length in zip(tokens, lengths)]
+    return [text.replace("{", "").replace("}", "") for text in texts]
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
 from workbench.data import EditRequest
-from workbench.edit.contexts import mean_keys, sample_prefixes
+from workbench.edit.contexts import sample_prefixes
 from workbench.edit.layers import edit_layer, refuse_last_layer
 from workbench.edit.session import EditResult
 from workbench.edit.stats import second_moment
@@ -123,9 +123,9 @@ def apply_rome(
     templates = sample_prefixes(model, hparams.prefixes, hparams.seed)
     details = []
     for request in tqdm(requests, desc="ROME", disable=not progress or len(requests) < 2):
-        key = mean_keys(model, layer, [request], templates)[0]
-        found = optimise_value_deltas(model, families.Hooks.mlp_out(layer), [request], templates, hparams.value_search())
-        delta = found.deltas[0]
+        found = optimise_value_deltas(model, families.Hooks.mlp_out(layer), [request], templates, hparams.value_search(),
+                                      read_hook=families.Hooks.mlp_key(layer))
+        key, delta = found.read[0], found.deltas[0]  # k*: the mean key over the contexts
         update = rank_one_update(projection.matrix().detach(), key, delta, moment)  # [d_out, d_in]
         result.apply_delta(projection.name, projection.to_stored(update))
         details.append({"subject": request.subject, "v_steps": found.steps[0], "final_nll": found.final_nll[0],

@@ -101,7 +101,7 @@ def weights_fingerprint(model: TransformerBridge) -> str:
     for name, tensor in sorted(hf_state_dict(model).items()):
         digest.update(name.encode())
         digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())  # hashed in place, no copy
     return digest.hexdigest()
 
 def _corpus_fingerprint(texts: Sequence[str]) -> str:

@@ -14,6 +14,10 @@ together: each row of a batch carries one request's delta, a request stops movin
 below ``stop_loss``, and batches are chunked to bound memory. The reference implementations
 optimise one request at a time. The KL direction and the form of the weight decay follow the
 reference implementation; the last step only measures (the delta returned is the one measured).
+
+Each step re-runs only the tokens from the subject's last token on (:mod:`workbench.edit.cut_rows`:
+nothing before it depends on delta) and unembeds only the positions the loss reads; the unedited
+activations (v_i, the KL reference, ROME's key) are read in the first step, where delta is zero.
 """
 from __future__ import annotations
 
@@ -27,8 +31,9 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import EditRequest
 from workbench.edit.contexts import context_rows
+from workbench.edit.cut_rows import cut_rows
 from workbench.models import frozen_weights
-from workbench.tokens import pad_right, target_ids
+from workbench.tokens import target_ids
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,9 @@ class ValueDeltas:
     """The activation v_i at the subject's last token of each request's unprefixed prompt."""
     steps: list[int]
     final_nll: list[float]
+    read: Float[torch.Tensor, "n d_read"] | None = None
+    """With ``read_hook``: that activation at the subject's last token, averaged over the contexts
+    (float64); ROME's key k* when ``read_hook`` is the MLP key hook of the edited layer."""
 
 
 def optimise_value_deltas(
@@ -62,15 +70,17 @@ def optimise_value_deltas(
     search: ValueSearch,
     *,
     chunk_requests: int = 32,
+    read_hook: str | None = None,
     progress: bool = False,
 ) -> ValueDeltas:
-    """delta_i for every request, added at ``hook_name`` at the subject's last token in every
-    context (``templates[0]`` must be the bare ``"{}"``); ``chunk_requests`` requests are
-    optimised together in one batch."""
+    """delta_i for every request, added at ``hook_name`` (width ``d_model``) at the subject's last
+    token in every context (``templates[0]`` must be the bare ``"{}"``); ``chunk_requests`` requests
+    are optimised together in one batch. ``read_hook`` names an activation at or before
+    ``hook_name``'s layer to read on the way (:attr:`ValueDeltas.read`)."""
     chunks = [requests[i : i + chunk_requests] for i in range(0, len(requests), chunk_requests)]
     with frozen_weights(model):
         parts = [
-            _optimise_chunk(model, hook_name, chunk, templates, search)
+            _optimise_chunk(model, hook_name, chunk, templates, search, read_hook)
             for chunk in tqdm(chunks, desc="target vectors", disable=not progress or len(chunks) < 2)
         ]
     return ValueDeltas(
@@ -78,54 +88,74 @@ def optimise_value_deltas(
         original=torch.cat([p.original for p in parts]),
         steps=[s for p in parts for s in p.steps],
         final_nll=[v for p in parts for v in p.final_nll],
+        read=torch.cat([p.read for p in parts]) if read_hook is not None else None,
     )
 
 
 def _optimise_chunk(
-    model: TransformerBridge, hook_name: str, requests: Sequence[EditRequest], templates: Sequence[str], search: ValueSearch
+    model: TransformerBridge,
+    hook_name: str,
+    requests: Sequence[EditRequest],
+    templates: Sequence[str],
+    search: ValueSearch,
+    read_hook: str | None,
 ) -> ValueDeltas:
     device, n = model.cfg.device, len(requests)
     contexts = context_rows(model, requests, templates)
     targets = [target_ids(model, request.target_new) for request in requests]
     essence = context_rows(model, [_essence_request(r) for r in requests], ["{}"])
     prompt_rows = [row + targets[owner][:-1] for row, owner in zip(contexts.rows, contexts.request_of_row)]
-    input_ids = pad_right(prompt_rows + essence.rows, model.tokenizer.pad_token_id, device)
+    rows = cut_rows(model, prompt_rows + essence.rows, contexts.subject_last + essence.subject_last)
     owner = torch.tensor(contexts.request_of_row + list(range(n)), device=device)  # [rows]
-    positions = torch.tensor(contexts.subject_last + essence.subject_last, device=device)  # [rows]
     all_rows = torch.arange(len(owner), device=device)
     n_prompt_rows = len(prompt_rows)
-    # one entry per (prompt row, target token): where the token is predicted and by which request
-    flat = [(r, len(contexts.rows[r]) - 1 + k, token, contexts.request_of_row[r])
-            for r in range(n_prompt_rows) for k, token in enumerate(targets[contexts.request_of_row[r]])]
-    at_row, at_pos, token, token_owner = (torch.tensor(column, device=device) for column in zip(*flat))
+    unprefixed = slice(0, n_prompt_rows, contexts.n_templates)  # each request's own prompt, [n]
+    # the positions whose predictions the loss reads: each target token of each prompt row, and the
+    # next token after each essence prompt; logits come back flattened in row-major order
+    predicted = [(r, rows.index_of(r, len(contexts.rows[r]) - 1 + k)) for r in range(n_prompt_rows)
+                 for k in range(len(targets[contexts.request_of_row[r]]))]
+    predicted += [(n_prompt_rows + i, rows.index_of(n_prompt_rows + i, len(row) - 1)) for i, row in enumerate(essence.rows)]
+    predict = torch.zeros_like(rows.input_ids, dtype=torch.bool)
+    predict[tuple(torch.tensor(predicted, device=device).T)] = True
+    flat_index = {pair: k for k, pair in enumerate(map(tuple, predict.nonzero().tolist()))}
+    n_target_entries = sum(len(targets[o]) for o in contexts.request_of_row)
+    target_logit = torch.tensor([flat_index[pair] for pair in predicted[:n_target_entries]], device=device)
+    essence_logit = torch.tensor([flat_index[pair] for pair in predicted[n_target_entries:]], device=device)
+    token = torch.tensor([t for o in contexts.request_of_row for t in targets[o]], device=device)
+    token_owner = torch.tensor([o for o in contexts.request_of_row for _ in targets[o]], device=device)
     tokens_per_request = torch.bincount(token_owner, minlength=n).double()
-    essence_rows = torch.arange(n_prompt_rows, len(owner), device=device)
-    essence_last = torch.tensor([len(row) - 1 for row in essence.rows], device=device)
 
-    with torch.no_grad():
-        logits, cache = model.run_with_cache(input_ids, names_filter=lambda name: name == hook_name)
-        original = cache[hook_name][all_rows, positions].float()[:: contexts.n_templates][:n]  # unprefixed rows
-        original_log_probs = logits[essence_rows, essence_last].float().log_softmax(-1)  # [n, vocab]
-    original_norm = original.norm(dim=-1)  # [n]
-    max_norm = search.clamp_norm_factor * original_norm
+    delta = torch.zeros(n, model.cfg.d_model, device=device, requires_grad=True)
+    first: dict[str, torch.Tensor] = {}  # activations of step 0, where delta is still zero
 
-    delta = torch.zeros(n, original.shape[-1], device=device, requires_grad=True)
-    optimiser = torch.optim.Adam([delta], lr=search.lr)
+    def add_delta(activation, hook=None):
+        if "original" not in first:
+            first["original"] = activation[all_rows[unprefixed], rows.edit_index[unprefixed]].detach().float()
+        # in place: the bridge passes on the tensor it handed to the hook
+        activation[all_rows, rows.edit_index] += delta[owner].to(activation.dtype)
+        return activation
+
+    def read(activation, hook=None):
+        if "read" not in first:
+            first["read"] = activation[all_rows[:n_prompt_rows], rows.edit_index[:n_prompt_rows]].detach().double()
+        return activation
+
+    hooks = [(hook_name, add_delta)] + ([(read_hook, read)] if read_hook is not None else [])
     done = torch.zeros(n, dtype=torch.bool, device=device)
     steps = torch.zeros(n, dtype=torch.long)
     final_nll = torch.full((n,), float("nan"), dtype=torch.float64)
-
-    def add_delta(activation, hook=None):
-        # in place: the bridge passes on the tensor it handed to the hook
-        activation[all_rows, positions] += delta[owner].to(activation.dtype)
-        return activation
-
+    optimiser = torch.optim.Adam([delta], lr=search.lr)
+    original_log_probs = original_norm = max_norm = None
     for step in range(search.steps):
-        logits = model.run_with_hooks(input_ids, return_type="logits", fwd_hooks=[(hook_name, add_delta)]).float()
-        token_log_probs = logits[at_row, at_pos].log_softmax(-1).gather(1, token[:, None])[:, 0]  # [tokens]
+        logits = rows.run(model, predict, hooks).float()  # [predicted, vocab]
+        token_log_probs = logits[target_logit].log_softmax(-1).gather(1, token[:, None])[:, 0]  # [target entries]
         nll = torch.zeros(n, device=device, dtype=torch.float64).index_add(0, token_owner, -token_log_probs.double())
         nll = (nll / tokens_per_request).float()  # [n]
-        essence_log_probs = logits[essence_rows, essence_last].log_softmax(-1)
+        essence_log_probs = logits[essence_logit].log_softmax(-1)  # [n, vocab]
+        if step == 0:
+            original_log_probs = essence_log_probs.detach()
+            original_norm = first["original"].norm(dim=-1)  # [n]
+            max_norm = search.clamp_norm_factor * original_norm
         # KL(p_edited || p_original), as the reference implementation computes it
         kl = torch.nn.functional.kl_div(original_log_probs, essence_log_probs, log_target=True, reduction="none").sum(-1)
         decay = search.weight_decay * delta.norm(dim=-1) / original_norm.clamp_min(1e-12) ** 2
@@ -144,7 +174,8 @@ def _optimise_chunk(
             delta[done] = frozen[done]
             norms = delta.norm(dim=-1)
             delta.mul_((max_norm / norms.clamp_min(1e-12)).clamp(max=1.0)[:, None])
-    return ValueDeltas(delta.detach(), original, steps.tolist(), final_nll.tolist())
+    read = first["read"].view(n, contexts.n_templates, -1).mean(1) if read_hook is not None else None
+    return ValueDeltas(delta.detach(), first["original"], steps.tolist(), final_nll.tolist(), read)
 
 
 def _essence_request(request: EditRequest) -> EditRequest:

@@ -5,7 +5,8 @@ n-gram distribution of its generations. The score of one text is (2/3 * H2 + 4/3
 H_n the entropy (bits) of the frequency distribution of its word n-grams; a set of generations
 scores the mean over texts.
 
-Generations are sampled with top-k sampling from a seeded generator, so they are reproducible.
+Generations are sampled with top-k sampling from a seeded generator, so they are reproducible
+(all prompts of a call in one batch, so a prompt's text depends on the batch it is sampled in).
 Limits: words are split on whitespace (the reference uses NLTK's tokenizer); the bundled fact
 model produces fact-like sentences, so its absolute fluency is not comparable to GPT-2 XL's.
 """
@@ -17,6 +18,8 @@ from collections.abc import Sequence
 
 import torch
 from transformer_lens.model_bridge import TransformerBridge
+
+from workbench.sampling import sample_top_k
 
 
 def ngram_entropy(text: str, ns: Sequence[int] = (2, 3), weights: Sequence[float] = (2 / 3, 4 / 3)) -> float:
@@ -30,28 +33,14 @@ def ngram_entropy(text: str, ns: Sequence[int] = (2, 3), weights: Sequence[float
     return sum(w * e for w, e in zip(weights, entropies)) / len(ns)
 
 
-@torch.no_grad()
 def generate(
     model: TransformerBridge, prompts: Sequence[str], *, max_new_tokens: int = 30, top_k: int = 5, seed: int = 0
 ) -> list[str]:
     """Top-k sampled continuations of ``prompts``, ``max_new_tokens`` tokens each (end-of-text
-    tokens are sampled through). Prompts of equal token length are batched together, so no
-    padding is needed."""
-    tokenizer = model.tokenizer
-    encoded = [tokenizer(p)["input_ids"] for p in prompts]
-    generator = torch.Generator().manual_seed(seed)
-    texts: dict[int, str] = {}
-    for length in sorted({len(e) for e in encoded}):
-        rows = [i for i, e in enumerate(encoded) if len(e) == length]
-        ids = torch.tensor([encoded[i] for i in rows], device=model.cfg.device)
-        for _ in range(max_new_tokens):
-            logits = model(ids, return_type="logits")[:, -1].float().cpu()
-            top = logits.topk(top_k, dim=-1)
-            choice = torch.multinomial(top.values.softmax(-1), 1, generator=generator)
-            ids = torch.cat([ids, top.indices.gather(1, choice).to(ids.device)], dim=1)
-        for i, row in zip(rows, ids):
-            texts[i] = tokenizer.decode(row[length:], skip_special_tokens=True)
-    return [texts[i] for i in range(len(prompts))]
+    tokens are sampled through), all prompts in one batch (:func:`workbench.sampling.sample_top_k`)."""
+    encoded = [model.tokenizer(p)["input_ids"] for p in prompts]
+    tokens = sample_top_k(model, encoded, max_new_tokens, top_k=top_k, generator=torch.Generator().manual_seed(seed))
+    return [model.tokenizer.decode(row, skip_special_tokens=True) for row in tokens]
 
 
 def fluency(model: TransformerBridge, prompts: Sequence[str], **generation) -> float:

@@ -1,0 +1,76 @@
+"""Rows cut at the edit position give the logits and gradients of the whole rows, in every family."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import workbench
+from workbench import families
+from workbench.edit.cut_rows import cut_rows
+from workbench.tokens import pad_right
+
+FAMILIES = ("gpt2", "gpt-neox", "gpt-j", "llama")
+# rows of different lengths, cut at different places (one at position 0: nothing before it)
+ROWS = [[5, 9, 13, 2, 7, 11], [3, 8, 1], [4, 4, 6, 10, 12, 14, 3, 2], [6, 1, 9, 9]]
+CUTS = [2, 0, 5, 1]
+
+
+@pytest.fixture(scope="module")
+def models(tiny_model_dirs):
+    return {family: workbench.load_model(tiny_model_dirs[family]) for family in FAMILIES}
+
+
+def _whole_rows(model, hook_name, vector):
+    """Logits of the whole right-padded rows with ``vector[r]`` added at each row's cut: the truth."""
+    rows = torch.arange(len(ROWS))
+
+    def add(activation, hook=None):
+        activation[rows, torch.tensor(CUTS)] += vector.to(activation.dtype)
+        return activation
+
+    return model.run_with_hooks(pad_right(ROWS, model.tokenizer.pad_token_id), return_type="logits",
+                                fwd_hooks=[(hook_name, add)])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cut_rows_reproduce_whole_rows_logits_and_gradients(models, family):
+    model = models[family]
+    hook_name = families.Hooks.mlp_out(0)
+    torch.manual_seed(0)
+    base = torch.randn(len(ROWS), model.cfg.d_model)
+    cut = cut_rows(model, ROWS, CUTS)
+    # predict every position from the cut on, checked against the whole rows' logits there
+    wanted = [(r, p) for r, row in enumerate(ROWS) for p in range(CUTS[r], len(row))]
+    predict = torch.zeros_like(cut.input_ids, dtype=torch.bool)
+    for r, p in wanted:
+        predict[r, cut.index_of(r, p)] = True
+
+    gradients = []
+    for whole in (True, False):
+        vector = base.clone().requires_grad_(True)
+        if whole:
+            full = _whole_rows(model, hook_name, vector)
+            logits = torch.stack([full[r, p] for r, p in wanted])
+        else:
+            def add(activation, hook=None):
+                activation[torch.arange(len(ROWS)), cut.edit_index] += vector.to(activation.dtype)
+                return activation
+
+            logits = cut.run(model, predict, [(hook_name, add)])  # row-major = the order of ``wanted``
+        (logits.log_softmax(-1)[:, 7].sum()).backward()
+        gradients.append(vector.grad)
+        if whole:
+            expected = logits.detach()
+        else:
+            torch.testing.assert_close(logits.detach(), expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(gradients[1], gradients[0], atol=1e-4, rtol=1e-4)
+    assert gradients[0].abs().sum() > 0
+
+
+def test_positions_before_the_cut_are_refused(models):
+    cut = cut_rows(models["gpt2"], ROWS, CUTS)
+    assert cut.index_of(2, 5) == cut.edit_index[2]
+    with pytest.raises(ValueError, match="before its cut"):
+        cut.index_of(2, 4)
+    with pytest.raises(ValueError, match="inside its row"):
+        cut_rows(models["gpt2"], ROWS, [2, 3, 5, 1])

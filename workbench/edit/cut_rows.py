@@ -1,0 +1,90 @@
+"""Rows cut at the edit position: what comes before it is computed once.
+
+A value search (:mod:`workbench.edit.targets`) adds a vector to an activation at one position of
+every row, the subject's last token, and re-runs the model at every optimisation step. In a causal
+model nothing before that position depends on the vector, so the tokens before it are run once,
+without gradients, and kept as attention keys and values (the Hugging Face KV cache); each step then
+runs only the tokens from the edit position on, and projects onto the vocabulary only the positions
+whose predictions the loss reads. Both halves are left-padded with an attention mask and explicit
+position ids, so the logits equal those of the whole rows up to float rounding (tested).
+
+Limits: the model's forward must accept ``past_key_values``, ``attention_mask``, ``position_ids`` and
+a boolean ``logits_to_keep`` mask (every family in :mod:`workbench.families` does); positions before
+the cut are not recomputed, so a hook there sees nothing during the steps.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Bool, Float, Int
+from transformer_lens.model_bridge import TransformerBridge
+from transformers import DynamicCache
+
+Hook = tuple[str, object]
+
+
+@dataclass(frozen=True)
+class CutRows:
+    """Token rows cut at one position each; build with :func:`cut_rows`.
+
+    ``input_ids`` holds each row from its cut on, left-padded; the cut position itself is
+    ``edit_index[r]`` there. ``past`` holds, per layer, the attention keys and values of the tokens
+    before the cut (``None`` when every row is cut at position 0)."""
+
+    past: list[tuple[torch.Tensor, torch.Tensor]] | None
+    input_ids: Int[torch.Tensor, "rows width"]
+    attention_mask: Int[torch.Tensor, "rows past_plus_width"]
+    position_ids: Int[torch.Tensor, "rows width"]
+    edit_index: Int[torch.Tensor, "rows"]
+    cut: list[int]
+
+    def index_of(self, row: int, position: int) -> int:
+        """Column in ``input_ids`` of ``position`` (counted in the whole row, at or after the cut)."""
+        if position < self.cut[row]:
+            raise ValueError(f"position {position} of row {row} lies before its cut at {self.cut[row]}")
+        return int(self.edit_index[row]) + position - self.cut[row]
+
+    def run(
+        self, model: TransformerBridge, predict: Bool[torch.Tensor, "rows width"], fwd_hooks: Sequence[Hook] = ()
+    ) -> Float[torch.Tensor, "n_predicted vocab"]:
+        """Logits at the ``True`` entries of ``predict``, in row-major order, with ``fwd_hooks`` on."""
+        past = DynamicCache(self.past) if self.past is not None else None
+        return model.run_with_hooks(
+            self.input_ids, return_type="logits", fwd_hooks=list(fwd_hooks), past_key_values=past,
+            attention_mask=self.attention_mask, position_ids=self.position_ids, logits_to_keep=predict,
+        )
+
+
+def _left_padded(rows: Sequence[Sequence[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max((len(row) for row in rows), default=0)
+    ids = torch.tensor([[pad] * (width - len(row)) + list(row) for row in rows], dtype=torch.long, device=device)
+    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], dtype=torch.long, device=device)
+    return ids.view(len(rows), width), mask.view(len(rows), width)
+
+
+@torch.no_grad()
+def cut_rows(model: TransformerBridge, rows: Sequence[Sequence[int]], cut: Sequence[int]) -> CutRows:
+    """Cut ``rows[r]`` at ``cut[r]`` and run every row's tokens before its cut once."""
+    if any(not 0 <= c < len(row) for row, c in zip(rows, cut, strict=True)):
+        raise ValueError("every cut must lie inside its row")
+    device, pad = model.cfg.device, model.tokenizer.pad_token_id
+    before_ids, before_mask = _left_padded([row[:c] for row, c in zip(rows, cut)], pad, device)
+    after_ids, after_mask = _left_padded([row[c:] for row, c in zip(rows, cut)], pad, device)
+    lengths_before = before_mask.sum(-1, keepdim=True)  # [rows, 1]
+    past = None
+    if before_ids.shape[1] > 0:
+        before_positions = (before_mask.cumsum(-1) - 1).clamp_min(0)
+        _, cache = model(before_ids, return_type="logits_and_cache", attention_mask=before_mask,
+                         position_ids=before_positions,
+                         logits_to_keep=torch.zeros_like(before_mask, dtype=torch.bool))
+        past = [(keys, values) for keys, values, *_ in cache]
+    return CutRows(
+        past=past,
+        input_ids=after_ids,
+        attention_mask=torch.cat([before_mask, after_mask], dim=1),
+        position_ids=(lengths_before + after_mask.cumsum(-1) - 1).clamp_min(0),
+        edit_index=(after_mask == 0).sum(-1),
+        cut=list(cut),
+    )
