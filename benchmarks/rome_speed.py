@@ -1,69 +1,177 @@
-"""ROME timings on one model: second-moment statistics per million tokens, and one edit with the
-statistics cached; plus how edit quality changes with fewer statistics samples.
+"""ROME's speed on one model: time per edit and its parts, against whole-row value searches.
 
-    python benchmarks/rome_speed.py [--model factgpt] [--cases 50] [--samples 100,1000,all]
+The baseline is the workbench's previous implementation, written out below in the structure of
+ROME's reference code (Meng et al. 2022, ``compute_v``): context prefixes sampled by whole forward
+passes for every edit, the key k* read in a separate pass, and every step of the search for delta
+running the whole prefixed rows and unembedding every position. The current implementation
+(:mod:`workbench.edit.targets`) runs the context before the subject's last token once, unembeds only
+the positions the loss reads, reads k* in the search's first step and samples the prefixes once per
+weights with the KV cache. Both use the same requests, layer, statistics (cached beforehand) and
+settings, and take the same number of steps; they run alternately in this process, so machine load
+affects both alike, and the ratio is what is reported.
 
-Wall times on a shared machine are noisy; the statistics rate and the edit time are measured
-in the same process. Quality is the CounterFact Score on the bundled benchmark's first cases; a
-sample count too small for an invertible second moment is reported as such.
+    python benchmarks/rome_speed.py [--model smollm2-135m] [--edits 5] [--stats-samples 100,1000,all]
+
+``--stats-samples`` adds the statistics rate and ROME's Score with C estimated from that many
+corpus texts (slow: a bench run per setting).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from statistics import mean
 
 import torch
 
 import workbench
+from workbench import families
+from workbench.edit import contexts
+from workbench.edit.api import edit
 from workbench.edit.layers import default_edit_layer
-from workbench.edit.stats import accumulate_second_moment
+from workbench.edit.rome import RomeHyperParams, rank_one_update
+from workbench.edit.stats import accumulate_second_moment, second_moment, statistics_fingerprint, using_corpus
+from workbench.edit.targets import ValueSearch, optimise_value_deltas
 from workbench.errors import InvalidRequestError
 from workbench.evaluate.bench import run_bench
-from workbench.models import record_of
+from workbench.models import frozen_weights, record_of
+from workbench.tokens import pad_right, target_ids
+
+
+@torch.no_grad()
+def whole_pass_prefixes(model, spec, seed) -> list[str]:
+    """Prefixes sampled with one whole forward pass per new token, as the reference does."""
+    generator, templates = torch.Generator().manual_seed(seed), ["{}"]
+    for length, count in spec:
+        ids = torch.full((count, 1), model.tokenizer.bos_token_id, dtype=torch.long)
+        for _ in range(length):
+            top = model(ids, return_type="logits")[:, -1].float().topk(5, dim=-1)
+            choice = torch.multinomial(top.values.softmax(-1), 1, generator=generator)
+            ids = torch.cat([ids, top.indices.gather(1, choice)], dim=1)
+        templates += [model.tokenizer.decode(row[1:], skip_special_tokens=True).strip() + ". {}" for row in ids]
+    return templates
+
+
+def whole_row_edit(model, layer, request, templates, search: ValueSearch, moment) -> tuple[torch.Tensor, int]:
+    """The rank-one update of the previous implementation and its number of search steps."""
+    rows = contexts.context_rows(model, [request], templates)
+    key = contexts.mean_keys(model, layer, [request], templates)[0]
+    target = target_ids(model, request.target_new)
+    essence = contexts.context_rows(model, [type(request)("{} is a", request.subject, request.target_new)], ["{}"])
+    input_ids = pad_right([row + target[:-1] for row in rows.rows] + essence.rows, model.tokenizer.pad_token_id)
+    positions = torch.tensor(rows.subject_last + essence.subject_last)
+    n_rows, hook = len(rows.rows), families.Hooks.mlp_out(layer)
+    essence_last = len(essence.rows[0]) - 1
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(input_ids, names_filter=lambda name: name == hook)
+        original = cache[hook][0, positions[0]].float()
+        reference = logits[n_rows, essence_last].float().log_softmax(-1)
+    delta = torch.zeros_like(original, requires_grad=True)
+    optimiser = torch.optim.Adam([delta], lr=search.lr)
+
+    def add(activation, hook=None):
+        activation[torch.arange(len(positions)), positions] += delta.to(activation.dtype)
+        return activation
+
+    for step in range(search.steps):
+        logits = model.run_with_hooks(input_ids, return_type="logits", fwd_hooks=[(hook, add)]).float()
+        nll = -torch.stack([logits[r, len(row) - 1 + k].log_softmax(-1)[t] for r, row in enumerate(rows.rows)
+                            for k, t in enumerate(target)]).mean()
+        if nll.item() < search.stop_loss or step == search.steps - 1:
+            break
+        edited = logits[n_rows, essence_last].log_softmax(-1)
+        kl = torch.nn.functional.kl_div(reference, edited, log_target=True, reduction="sum")
+        loss = nll + search.kl_factor * kl + search.weight_decay * delta.norm() / original.norm() ** 2
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        with torch.no_grad():
+            delta.mul_((search.clamp_norm_factor * original.norm() / delta.norm()).clamp(max=1.0))
+    projection = families.mlp_out_projection(model, layer)
+    return rank_one_update(projection.matrix().detach(), key, delta.detach(), moment), step + 1
+
+
+def timed(function, *args, **kwargs):
+    started = time.perf_counter()
+    value = function(*args, **kwargs)
+    return value, time.perf_counter() - started
+
+
+def speed(model, record, layer: int, n_edits: int) -> dict:
+    """Per edit: the baseline's time, the current time per part and in all, alternately."""
+    hparams = RomeHyperParams(**{k: v for k, v in record.editor_settings.get("rome", {}).items()
+                                                     if k != "layer"})
+    requests = [case.requested_rewrite for case in record.benchmark(n_edits, split="tuning")]
+    search = hparams.value_search()
+    moment = second_moment(model, layer, n_samples=hparams.mom2_n_samples)  # cached before timing
+    baseline, current, parts, steps = [], [], {"fingerprint": [], "prefixes": [], "search": [], "update": []}, []
+    with frozen_weights(model):
+        for request in requests:
+            started = time.perf_counter()
+            templates = whole_pass_prefixes(model, hparams.prefixes, hparams.seed)
+            _, baseline_steps = whole_row_edit(model, layer, request, templates, search, moment)
+            baseline.append(time.perf_counter() - started)
+
+            contexts._PREFIXES.clear()  # the first edit of a process samples them; later ones reuse them
+            fingerprint, parts_fingerprint = timed(statistics_fingerprint, model)
+            templates, parts_prefixes = timed(contexts.sample_prefixes, model, hparams.prefixes, hparams.seed)
+            found, parts_search = timed(optimise_value_deltas, model, families.Hooks.mlp_out(layer), [request],
+                                        templates, search, read_hook=families.Hooks.mlp_key(layer))
+            projection = families.mlp_out_projection(model, layer)
+            _, parts_update = timed(rank_one_update, projection.matrix().detach(), found.read[0], found.deltas[0],
+                                    moment)
+            for name, value in zip(parts, (parts_fingerprint, parts_prefixes, parts_search, parts_update)):
+                parts[name].append(value)
+            steps.append((baseline_steps, found.steps[0]))
+    for request in requests:  # whole edits through the entry point (validation included), prefixes sampled
+        result, seconds = timed(edit, model, request, "rome", layer=layer)
+        result.restore()
+        current.append(seconds)
+    return {
+        "edits": n_edits,
+        "layer": layer,
+        "baseline_seconds_per_edit": round(mean(baseline), 2),
+        "current_seconds_per_edit": round(mean(current), 2),
+        "ratio": round(mean(baseline) / mean(current), 2),
+        "current_parts_seconds": {name: round(mean(values), 3) for name, values in parts.items()},
+        "prefixes_seconds_first_edit_only": round(mean(parts["prefixes"]), 3),
+        "steps_baseline_current": steps,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def statistics_quality(model, record, layer: int, settings: str) -> dict:
+    """The statistics rate, and ROME's Score on tuning cases with C from fewer corpus texts."""
+    _, tokens = accumulate_second_moment(model, layer, list(record.corpus_texts()), progress=False)
+    report, cases = {}, record.benchmark(20, split="tuning")
+    for setting in settings.split(","):
+        n_samples = None if setting == "all" else int(setting)
+        try:
+            result = run_bench(model, cases, "rome", layer=layer, fluency_tokens=0, progress=False,
+                               mom2_n_samples=n_samples)
+        except InvalidRequestError as error:  # fewer independent keys than the MLP is wide
+            report[setting] = {"error": str(error)}
+            continue
+        report[setting] = {k: round(result.after[k], 2) for k in ("efficacy_score", "paraphrase_score",
+                                                                   "neighborhood_score", "score")}
+    return {"stats_tokens": tokens, "quality_by_stats_samples": report}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="factgpt")
-    parser.add_argument("--cases", type=int, default=50)
-    parser.add_argument("--samples", default="100,1000,all")
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--edits", type=int, default=5)
+    parser.add_argument("--stats-samples", default="", help="e.g. 100,1000,all (slow)")
     args = parser.parse_args()
     model = workbench.load_model(args.model)
     record = record_of(model)
-    layer = default_edit_layer(model, record.known_facts(48))
-    texts = list(record.corpus_texts())
-
-    started = time.perf_counter()
-    _, tokens = accumulate_second_moment(model, layer, texts, progress=False)
-    stats_seconds = time.perf_counter() - started
-
-    records = record.benchmark(args.cases)
-    quality = {}
-    for setting in args.samples.split(","):
-        n_samples = None if setting == "all" else int(setting)
-        # statistics are cached per sample count, so edit times below exclude computing them
-        try:
-            result = run_bench(model, records, "rome", layer=layer, fluency_tokens=0, progress=False,
-                               mom2_n_samples=n_samples)
-        except InvalidRequestError as error:
-            if "singular" not in str(error):
-                raise
-            quality[setting] = {"error": str(error)}  # fewer independent keys than the MLP is wide
-            continue
-        quality[setting] = {k: round(result.after[k], 2) for k in ("efficacy_score", "paraphrase_score",
-                                                                   "neighborhood_score", "score")}
-        quality[setting]["edit_seconds"] = round(result.edit_seconds, 3)
-    report = {
-        "model": args.model,
-        "layer": layer,
-        "stats_tokens": tokens,
-        "stats_seconds": round(stats_seconds, 2),
-        "stats_seconds_per_million_tokens": round(stats_seconds / tokens * 1e6, 1),
-        "edit_seconds_stats_cached": quality.get("all", {}).get("edit_seconds"),
-        "quality_by_stats_samples": quality,
-        "threads": torch.get_num_threads(),
-    }
+    layer = record.editor_settings.get("rome", {}).get("layer")
+    if layer is None:
+        layer = default_edit_layer(model, record.known_facts(48))
+    with using_corpus(record.corpus_texts(), record.corpus):
+        report = {"model": args.model, **speed(model, record, layer, args.edits)}
+        if args.stats_samples:
+            report.update(statistics_quality(model, record, layer, args.stats_samples))
     print(json.dumps(report, indent=2))
 
 

@@ -59,6 +59,11 @@ def test_kn_edit_changes_exactly_the_found_neurons_value_vectors(models, erase):
             assert touched == {i for l, i in neurons if l == layer}
             if erase:
                 assert torch.all(projection.matrix()[:, sorted(touched)] == 0)
+            else:  # Dai et al.: each value vector moves by 8 e(new) - 1 e(old), e = the unembedding column
+                new_id, old_id = (model.tokenizer(" " + word, add_special_tokens=False)["input_ids"][0] for word in ("Rome", "Paris"))
+                expected = 8.0 * model.W_U[:, new_id] - 1.0 * model.W_U[:, old_id]  # [d_model]
+                for column in touched:
+                    torch.testing.assert_close(matrix_delta[:, column].float(), expected.detach(), rtol=1e-5, atol=1e-6)
     assert changed(model, before) == set()
 
 

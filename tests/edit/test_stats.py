@@ -6,7 +6,7 @@ import torch
 
 import workbench
 from workbench import families
-from workbench.edit.stats import accumulate_second_moment, second_moment, using_corpus
+from workbench.edit.stats import accumulate_second_moment, second_moment, second_moments, using_corpus
 
 TEXTS = ["The capital of France is Paris", "Rome is the capital of Italy", "Oxygen has the symbol O"] * 3
 
@@ -26,6 +26,15 @@ def test_matches_the_definition_on_every_token(model):
     assert count == keys.shape[0]
     # float32 activations differ in the last bits between batched and single runs
     torch.testing.assert_close(total, keys.T @ keys, rtol=1e-4, atol=1e-6)
+
+
+def test_several_layers_in_one_pass_equal_each_layer_alone(model, tmp_path):
+    together = second_moments(model, [1, 0], TEXTS, cache_dir=tmp_path, progress=False)
+    assert sorted(together) == [0, 1] and len(list(tmp_path.glob("*.safetensors"))) == 2
+    for layer in (0, 1):
+        alone = second_moment(model, layer, TEXTS, cache_dir=None, progress=False)
+        torch.testing.assert_close(together[layer], alone, rtol=1e-6, atol=1e-9)
+        assert torch.equal(second_moment(model, layer, TEXTS, cache_dir=tmp_path, progress=False), together[layer])
 
 
 def test_symmetric_positive_semidefinite_float64(model, tmp_path):

@@ -37,7 +37,7 @@ from workbench.edit.contexts import mean_keys, sample_prefixes, values_at_subjec
 from workbench.edit.layers import edit_layer, refuse_last_layer
 from workbench.edit.rome import RomeHyperParams, solve_or_explain
 from workbench.edit.session import EditResult
-from workbench.edit.stats import second_moment
+from workbench.edit.stats import second_moments
 from workbench.edit.targets import optimise_value_deltas
 from workbench.errors import InvalidRequestError
 
@@ -104,7 +104,7 @@ def apply_memit(
     layers = memit_layers(model, layer, hparams.span)
     refuse_last_layer(model, layers[-1], "MEMIT")
     target_hook = families.Hooks.resid_post(layers[-1])
-    moments = {l: second_moment(model, l, n_samples=hparams.mom2_n_samples, progress=progress) for l in layers}
+    moments = second_moments(model, layers, n_samples=hparams.mom2_n_samples, progress=progress)
     templates = sample_prefixes(model, hparams.prefixes, hparams.seed)
     found = optimise_value_deltas(model, target_hook, requests, templates, hparams.value_search(),
                                   chunk_requests=hparams.chunk_requests, progress=progress)

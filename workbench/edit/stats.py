@@ -38,6 +38,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from workbench import families
 from workbench.errors import InvalidRequestError
 from workbench.models import cache_root, hf_state_dict
+from workbench.tokens import pad_right
 
 DEFAULT_CACHE = cache_root() / "stats"
 
@@ -112,49 +113,53 @@ def _corpus_fingerprint(texts: Sequence[str]) -> str:
     return digest.hexdigest()
 
 @torch.no_grad()
-def accumulate_second_moment(
+def accumulate_second_moments(
     model: TransformerBridge,
-    layer: int,
+    layers: Sequence[int],
     texts: Iterable[str],
     *,
     batch_size: int = 64,
     progress: bool = True,
     total: int | None = None,
-) -> tuple[Float[torch.Tensor, "d_mlp d_mlp"], int]:
-    """Sum of k k^T over every token of ``texts`` at ``layer``'s MLP keys, and the token count.
+) -> tuple[dict[int, Float[torch.Tensor, "d_mlp d_mlp"]], int]:
+    """Sum of k k^T over every token of ``texts`` at each of ``layers``' MLP keys (one forward pass
+    per batch for all of them, stopped after the highest), and the token count.
 
     Texts are tokenized like prompts (BOS first); longer texts are cut at the context length.
     """
-    families.check_layer(model, layer)
-    hook = families.Hooks.mlp_key(layer)
-    d_mlp = families.mlp_out_projection(model, layer).d_in
-    total_sum = torch.zeros(d_mlp, d_mlp, dtype=torch.float64, device=model.cfg.device)
+    layers = sorted({families.check_layer(model, layer) for layer in layers})
+    if not layers:
+        raise InvalidRequestError("no layers to accumulate statistics for")
+    hooks = {families.Hooks.mlp_key(layer): layer for layer in layers}
+    widths = {layer: families.mlp_out_projection(model, layer).d_in for layer in layers}
+    sums = {layer: torch.zeros(width, width, dtype=torch.float64, device=model.cfg.device) for layer, width in widths.items()}
     count = 0
     tokenizer, pad = model.tokenizer, model.tokenizer.pad_token_id
     batch: list[list[int]] = []
-    bar = tqdm(total=total, desc=f"second moment, layer {layer}", unit="text", disable=not progress)
+    names = ", ".join(map(str, layers))
+    bar = tqdm(total=total, desc=f"second moment, layer{'s' if len(layers) > 1 else ''} {names}", unit="text",
+               disable=not progress)
 
     def flush() -> int:
-        length = max(map(len, batch))
-        input_ids = torch.full((len(batch), length), pad, dtype=torch.long)
-        mask = torch.zeros(len(batch), length, dtype=torch.bool)
-        for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            mask[row, : len(ids)] = True
-        keys: dict[str, torch.Tensor] = {}
+        input_ids = pad_right(batch, pad, model.cfg.device)
+        lengths = torch.tensor([len(ids) for ids in batch], device=model.cfg.device)
+        mask = torch.arange(input_ids.shape[1], device=model.cfg.device) < lengths[:, None]  # [batch, pos]
+        seen: list[int] = []
 
         def capture(activation, hook=None):
-            keys["k"] = activation
-            raise _KeysCaptured  # the layers above are not needed: stop the forward pass here
+            k = activation[mask].double()  # [tokens, d_mlp]
+            sums[hooks[hook.name]].add_(k.T @ k)
+            seen.append(k.shape[0])
+            if len(seen) == len(layers):
+                raise _KeysCaptured  # the layers above are not needed: stop the forward pass here
 
         try:
-            model.run_with_hooks(input_ids.to(model.cfg.device), return_type=None, fwd_hooks=[(hook, capture)])
+            model.run_with_hooks(input_ids, return_type=None,
+                                 fwd_hooks=[(name, capture) for name in hooks])
         except _KeysCaptured:
             pass
-        k = keys["k"][mask.to(model.cfg.device)].double()  # [tokens, d_mlp]
-        total_sum.add_(k.T @ k)
         bar.update(len(batch))
-        return k.shape[0]
+        return seen[0]
 
     for text in texts:
         batch.append(tokenizer(text, truncation=True, max_length=model.cfg.n_ctx)["input_ids"])
@@ -166,25 +171,35 @@ def accumulate_second_moment(
     bar.close()
     if count == 0:
         raise InvalidRequestError("the corpus is empty: second moments need at least one text")
-    return total_sum, count
+    return sums, count
 
-def second_moment(
+
+def accumulate_second_moment(
+    model: TransformerBridge, layer: int, texts: Iterable[str], **options
+) -> tuple[Float[torch.Tensor, "d_mlp d_mlp"], int]:
+    """:func:`accumulate_second_moments` for one layer."""
+    sums, count = accumulate_second_moments(model, [layer], texts, **options)
+    return sums[layer], count
+
+
+def second_moments(
     model: TransformerBridge,
-    layer: int,
+    layers: Sequence[int],
     texts: Sequence[str] | None = None,
     *,
     corpus_name: str = "custom",
     n_samples: int | None = None,
     cache_dir: str | Path | None = DEFAULT_CACHE,
     progress: bool = True,
-) -> Float[torch.Tensor, "d_mlp d_mlp"]:
-    """C = E[k k^T] (float64) of ``layer``'s MLP keys over ``texts``.
+) -> dict[int, Float[torch.Tensor, "d_mlp d_mlp"]]:
+    """C = E[k k^T] (float64) of each of ``layers``' MLP keys over ``texts``; the layers not cached
+    yet are computed together in one pass over the corpus.
 
     Args:
         texts: the corpus; its first ``n_samples`` texts are used (all if ``None``). Default: the
             corpus of the innermost :func:`using_corpus` block (and its name).
         corpus_name: the name ``texts`` are cached under.
-        cache_dir: where to cache the result (``None`` disables caching). The default is
+        cache_dir: where to cache the results (``None`` disables caching). The default is
             ``$WORKBENCH_CACHE/stats`` or ``~/.cache/workbench/stats``.
     """
     if texts is None:
@@ -198,26 +213,36 @@ def second_moment(
     texts = list(texts)
     if n_samples is not None:
         texts = texts[:n_samples]
+    layers = sorted(set(layers))
     if cache_dir is None:
-        total, count = accumulate_second_moment(model, layer, texts, progress=progress, total=len(texts))
-        return total / count
+        sums, count = accumulate_second_moments(model, layers, texts, progress=progress, total=len(texts))
+        return {layer: total / count for layer, total in sums.items()}
     fingerprint = statistics_fingerprint(model)
-    key = hashlib.sha256(
-        json.dumps([fingerprint, layer, corpus_name, _corpus_fingerprint(texts), len(texts)]).encode()
-    ).hexdigest()[:32]
-    path = Path(cache_dir) / f"second_moment_{corpus_name}_layer{layer}_{key}.safetensors"
-    cached = _read_cache(path)
-    if cached is not None:
-        return cached.to(model.cfg.device)
-    if fingerprint != weights_fingerprint(model):
+    corpus_key = _corpus_fingerprint(texts)
+    paths = {}
+    for layer in layers:
+        key = hashlib.sha256(json.dumps([fingerprint, layer, corpus_name, corpus_key, len(texts)]).encode()).hexdigest()[:32]
+        paths[layer] = Path(cache_dir) / f"second_moment_{corpus_name}_layer{layer}_{key}.safetensors"
+    moments = {layer: _read_cache(path) for layer, path in paths.items()}
+    missing = [layer for layer, moment in moments.items() if moment is None]
+    if missing and fingerprint != weights_fingerprint(model):
         raise InvalidRequestError(
-            f"the statistics of layer {layer} were pinned before the model was edited but not computed then; "
-            "compute them (workbench.edit.stats.second_moment) before editing, or leave the pinned block"
+            f"the statistics of layers {missing} were pinned before the model was edited but not computed then; "
+            "compute them (workbench.edit.stats.second_moments) before editing, or leave the pinned block"
         )
-    total, count = accumulate_second_moment(model, layer, texts, progress=progress, total=len(texts))
-    moment = total / count
-    _write_cache(path, moment, {"layer": str(layer), "tokens": str(count), "texts": str(len(texts)), "corpus": corpus_name})
-    return moment
+    if missing:
+        sums, count = accumulate_second_moments(model, missing, texts, progress=progress, total=len(texts))
+        for layer, total in sums.items():
+            moments[layer] = total / count
+            _write_cache(paths[layer], moments[layer], {"layer": str(layer), "tokens": str(count),
+                                                        "texts": str(len(texts)), "corpus": corpus_name})
+    return {layer: moment.to(model.cfg.device) for layer, moment in moments.items()}
+
+
+def second_moment(model: TransformerBridge, layer: int, texts: Sequence[str] | None = None, **options
+                  ) -> Float[torch.Tensor, "d_mlp d_mlp"]:
+    """:func:`second_moments` for one layer."""
+    return second_moments(model, [layer], texts, **options)[layer]
 
 def _checksum(tensor: torch.Tensor) -> str:
     return hashlib.sha256(tensor.contiguous().view(torch.uint8).numpy().tobytes()).hexdigest()
