@@ -19,6 +19,7 @@ from workbench.errors import (
     SubjectNotInPromptError,
     TargetAlreadyPredictedError,
 )
+from workbench.tokens import locate_subject
 
 REQUEST = EditRequest("The capital of {} is", "France", "Rome", "Paris")
 FAST = {"v_steps": 5, "mom2_n_samples": 200, "prefixes": ((3, 2),)}
@@ -61,6 +62,32 @@ def test_only_the_chosen_projection_changes_and_restore_is_bit_exact(models, fam
         singular = torch.linalg.svdvals(delta.double())
         assert singular[1] / singular[0] < 1e-5  # rank one up to float32 rounding
     assert _changed(model, before) == set()
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_mean_mlp_output_over_the_contexts_moves_by_delta(models, family):
+    """ROME's closed form read back from forward passes: W' k* = W k* + delta with k* the mean key
+    over the contexts, so the MLP output at the subject's last token, averaged over the same
+    contexts, moves by a vector of norm ||delta|| (reported by the edit), and only there."""
+    model = models[family]
+    hook = families.Hooks.mlp_out(0)
+
+    def mean_output(templates):
+        outputs = []
+        for template in templates:
+            span = locate_subject(model, template.format(REQUEST.filled_prompt()), REQUEST.subject,
+                                  search_from=template.index("{}"))
+            _, cache = model.run_with_cache(span.input_ids, names_filter=lambda name: name == hook)
+            outputs.append(cache[hook][0, span.last].double())
+        return torch.stack(outputs).mean(0)
+
+    with workbench.edit(model, REQUEST, layer=0, **FAST) as result:
+        templates = result.info["prefixes"]
+        after = mean_output(templates)
+    before = mean_output(templates)
+    reported = result.info["requests"][0]["delta_norm"]
+    assert reported > 0
+    torch.testing.assert_close((after - before).norm().item(), reported, rtol=2e-3, atol=1e-4)
 
 
 def test_saved_edit_replays_bit_exactly(models, tmp_path):

@@ -130,3 +130,19 @@ def test_without_a_corpus_statistics_are_refused_and_the_corpus_name_keys_the_ca
     with pytest.raises(InvalidRequestError, match="corpus name"):
         with using_corpus(TEXTS, "../escape"):
             pass
+
+def test_fingerprint_follows_every_in_place_change(model, tiny_model_dirs):
+    from workbench.edit.stats import weights_fingerprint
+
+    twin = workbench.load_model(tiny_model_dirs["llama"])  # the truth: the same weights loaded anew
+    original = weights_fingerprint(model)
+    assert weights_fingerprint(twin) == original
+    parameter = families.mlp_out_projection(model, 1).weight
+    saved = parameter.detach().clone()
+    with torch.no_grad():
+        parameter[0, 0] += 1.0
+    changed = weights_fingerprint(model)
+    assert changed != original
+    with torch.no_grad():
+        parameter.copy_(saved)
+    assert weights_fingerprint(model) == original == weights_fingerprint(twin)

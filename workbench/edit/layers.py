@@ -1,9 +1,13 @@
-"""The default edit layer: measured by causal tracing, cached per model.
+"""The edit layer, measured two ways.
 
-ROME edits the layer whose MLP output has the largest average indirect effect at the last
-subject token (Meng et al. 2022, Figure 2); :func:`default_edit_layer` measures it on the model
-instead of hard-coding a number per architecture, on facts the model knows, passed in (the entry
-points pass a bundled model's known facts from its record).
+1. **Tracing** (:func:`default_edit_layer`): ROME edits the layer whose MLP output has the largest
+   average indirect effect at the last subject token (Meng et al. 2022, Figure 2, window of 10
+   layers); measured on the model instead of hard-coded per architecture, on facts the model knows,
+   passed in (the entry points pass a bundled model's known facts from its record), and cached.
+2. **Editing** (:func:`swept_edit_layer`): the layer where the edits themselves score best, every
+   candidate layer tried on the same cases (Hase et al. 2023 found the two often disagree).
+
+A bundled model's record names its layer per method and says which of the two chose it.
 """
 from __future__ import annotations
 
@@ -20,6 +24,14 @@ from workbench.locate.effects import trace_many
 
 N_FACTS = 48
 """Facts the entry points trace for the recommendation."""
+TRACING_WINDOW = 10
+"""Layers restored together around each traced MLP (the paper's window on GPT-2 XL's 48 layers);
+models with fewer than 20 layers use half their depth (3 for the 6-layer factgpt)."""
+
+
+def tracing_window(model: TransformerBridge) -> int:
+    """The tracing window used for ``model``'s recommendation."""
+    return min(TRACING_WINDOW, max(1, families.n_layers(model) // 2))
 
 
 def default_edit_layer(
@@ -37,7 +49,8 @@ def default_edit_layer(
             unedited model's inside :func:`workbench.edit.stats.pinned_statistics`, so edits that
             accumulate keep the layer measured before them).
     """
-    cache = Path(cache_dir) / f"edit_layer_{statistics_fingerprint(model)[:32]}.json" if cache_dir else None
+    window = tracing_window(model)
+    cache = Path(cache_dir) / f"edit_layer_w{window}_{statistics_fingerprint(model)[:32]}.json" if cache_dir else None
     if cache is not None and cache.is_file():
         return int(json.loads(cache.read_text())["layer"])
     if prompts is None:
@@ -45,12 +58,21 @@ def default_edit_layer(
             "no edit layer given and no tracing prompts for this model: pass layer=..., or compute "
             "one with workbench.edit.layers.default_edit_layer(model, prompts) on facts it knows"
         )
-    effect = trace_many(model, prompts, kinds=["mlp"], samples=5, window=3, progress=False)
+    effect = trace_many(model, prompts, kinds=["mlp"], samples=5, window=window, progress=False)
     layer = effect.recommend_layer()
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({"layer": layer, "n_facts": effect.n_facts}))
     return layer
+
+
+def swept_edit_layer(model: TransformerBridge, records, layers: Sequence[int], method: str = "rome", **hparams):
+    """Edit each CounterFact record on its own at every one of ``layers`` and return the
+    :class:`~workbench.evaluate.layer_sweep.LayerSweep` (its ``best_layer`` has the highest Score).
+    Run it on cases you will not report results on (a tuning split)."""
+    from workbench.evaluate.layer_sweep import sweep_edit_layers  # the sweep edits through workbench.edit
+
+    return sweep_edit_layers(model, records, layers, method, **hparams)
 
 
 def edit_layer(model: TransformerBridge, layer: int | None) -> int:

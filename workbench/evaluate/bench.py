@@ -100,6 +100,10 @@ def run_bench(
             seconds.append(time.perf_counter() - started)
             layers = layers or result.layers
             (metrics,) = case_metrics(model, [record])
+            metrics["edit_seconds"] = seconds[-1]
+            details = (result.info.get("requests") or [{}])[0]
+            if "v_steps" in details:  # ROME's search for its value vector
+                metrics["search_steps"] = details["v_steps"]
             if fluency_tokens and prompts:
                 metrics["fluency"] = fluency(model, prompts, max_new_tokens=fluency_tokens)
         cases.append(metrics)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -102,6 +103,7 @@ def trace_many(
     samples: int = 10,
     noise: float = 3.0,
     window: int = 10,
+    severed: Literal["mlp", "attn"] | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> AverageIndirectEffect:
@@ -109,6 +111,9 @@ def trace_many(
 
     The noise scale is ``noise`` times the embedding std over *all* the subjects' tokens, as in
     ROME, so every fact is corrupted equally. A missing answer is the model's top prediction.
+    ``severed`` runs ROME's severed analysis for the ``"hidden"`` kind (the MLP or attention
+    outputs after each restored layer kept at their corrupted values); comparing it with a plain
+    hidden trace shows how much of each layer's effect passes through the MLPs.
     """
     if not prompts:
         raise InvalidRequestError("trace_many needs at least one (prompt, subject) pair")
@@ -121,7 +126,7 @@ def trace_many(
         prompt, subject = item[0], item[1]
         answer = item[2] if len(item) > 2 else None
         for result in trace_kinds(model, prompt, subject, kinds=kinds, answer=answer, samples=samples,
-                                  noise_scale=scale, window=window, seed=seed):
+                                  noise_scale=scale, window=window, severed=severed, seed=seed):
             kind = result.kind
             roles = token_roles(len(result.tokens), result.subject_start, result.subject_end)
             effect = result.indirect_effect
@@ -141,5 +146,6 @@ def trace_many(
         n_facts=len(prompts),
         clean_prob=float(np.mean(clean)),
         corrupted_prob=float(np.mean(corrupted)),
-        settings={"samples": samples, "noise": noise, "noise_scale": scale, "window": window, "seed": seed},
+        settings={"samples": samples, "noise": noise, "noise_scale": scale, "window": window, "severed": severed,
+                  "seed": seed},
     )

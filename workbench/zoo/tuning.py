@@ -10,7 +10,7 @@ Three measurements, each written under its own key of ``<record folder>/tuning.j
   (causal tracing with the paper's window of 10), the other way to choose the edit layer.
 
     python -m workbench.zoo.tuning grid --model smollm2-135m --method rome --layer 4 --cases 16 \\
-        --values v_lr=0.5,1,2 --values stop_loss=0.05,0.2
+        --values v_lr=0.5,1,2 --values "prefixes=[],[[5,2],[10,2]]"
     python -m workbench.zoo.tuning layers --model smollm2-135m --layers 0-26:2 --cases 20
     python -m workbench.zoo.tuning trace --model smollm2-135m --facts 48
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from workbench.zoo.records import RECORDS, ModelRecord
 
-REPORTED = ("efficacy_score", "paraphrase_score", "neighborhood_score", "score", "fluency")
+REPORTED = ("efficacy_score", "paraphrase_score", "neighborhood_score", "score", "fluency", "search_steps")
 
 
 def tuning_file(record: ModelRecord) -> Path:
@@ -45,13 +45,17 @@ def save_measurement(record: ModelRecord, key: str, value) -> None:
 
 
 def parse_values(items: Sequence[str]) -> dict[str, list]:
-    """``["v_lr=0.5,1", "prefixes=..."]`` -> ``{"v_lr": [0.5, 1.0]}``; values are JSON (numbers)."""
+    """``["v_lr=0.5,1", "prefixes=[],[[5,2]]"]`` -> ``{"v_lr": [0.5, 1], "prefixes": [[], [[5, 2]]]}``:
+    the values after ``=`` are read as the items of a JSON list."""
     grid = {}
     for item in items:
         name, _, values = item.partition("=")
-        if not name or not values:
-            raise SystemExit(f"--values takes name=v1,v2,...; got {item!r}")
-        grid[name] = [json.loads(v) for v in values.split(",")]
+        try:
+            grid[name] = json.loads(f"[{values}]")
+        except json.JSONDecodeError:
+            grid[name] = []
+        if not name or not grid[name]:
+            raise SystemExit(f"--values takes name=v1,v2,... with JSON values; got {item!r}")
     return grid
 
 
@@ -65,21 +69,30 @@ def parse_layers(text: str) -> list[int]:
 
 
 def run_grid(model_name: str, method: str, layer: int | None, n_cases: int, grid: Mapping[str, list],
-             fluency_tokens: int) -> list[dict]:
-    """The bench runner on the first ``n_cases`` tuning cases for every combination in ``grid``."""
+             fluency_tokens: int, batch: bool = False) -> list[dict]:
+    """For every combination in ``grid``, the first ``n_cases`` tuning cases edited each on its own
+    (the bench runner) or, with ``batch``, all in one call (the scaling runner, as MEMIT is used)."""
     import workbench
     from workbench.evaluate.bench import run_bench
+    from workbench.evaluate.scaling import run_scaling
 
     model = workbench.load_model(model_name)
     cases = RECORDS[model_name].benchmark(n_cases, split="tuning")
     rows = []
     for combination in itertools.product(*grid.values()):
         settings = dict(zip(grid, combination))
-        result = run_bench(model, cases, method, layer=layer, fluency_tokens=fluency_tokens, progress=False,
-                           **settings)
-        row = {"settings": settings, "edit_seconds": round(result.edit_seconds, 2),
-               **{k: round(result.after[k], 2) for k in REPORTED if k in result.after},
-               "unedited": {k: round(result.before[k], 2) for k in REPORTED if k in result.before}}
+        if batch:
+            hparams = {method: {**settings, **({"layer": layer} if layer is not None else {})}}
+            run = run_scaling(model, cases, [method], [len(cases)], fluency_tokens=fluency_tokens, progress=False,
+                              hparams=hparams).runs[0]
+            before, after, seconds = run["before"], run["after"], run["edit_seconds"]
+        else:
+            result = run_bench(model, cases, method, layer=layer, fluency_tokens=fluency_tokens, progress=False,
+                               **settings)
+            before, after, seconds = result.before, result.after, result.edit_seconds
+        row = {"settings": settings, "edit_seconds": round(seconds, 2),
+               **{k: round(after[k], 2) for k in REPORTED if k in after},
+               "unedited": {k: round(before[k], 2) for k in REPORTED if k in before}}
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -98,21 +111,22 @@ def main(argv: list[str] | None = None) -> None:
     grid.add_argument("--cases", type=int, default=16)
     grid.add_argument("--values", action="append", default=[], help="name=v1,v2 (repeat for more settings)")
     grid.add_argument("--fluency-tokens", type=int, default=0)
+    grid.add_argument("--batch", action="store_true", help="all cases in one edit (MEMIT) instead of one by one")
     layers = commands.choices["layers"]
     layers.add_argument("--method", default="rome")
     layers.add_argument("--layers", default="0-26:2")
     layers.add_argument("--cases", type=int, default=20)
     trace = commands.choices["trace"]
     trace.add_argument("--facts", type=int, default=48)
-    trace.add_argument("--window", type=int, default=10)
+    trace.add_argument("--window", type=int, help="default: the one default_edit_layer uses (10 on 20+ layers)")
     trace.add_argument("--samples", type=int, default=5)
     args = parser.parse_args(argv)
     record = RECORDS[args.model]
     started = time.perf_counter()
     if args.command == "grid":
-        result = {"method": args.method, "layer": args.layer, "cases": args.cases,
+        result = {"method": args.method, "layer": args.layer, "cases": args.cases, "batch": args.batch,
                   "rows": run_grid(args.model, args.method, args.layer, args.cases, parse_values(args.values),
-                                   args.fluency_tokens)}
+                                   args.fluency_tokens, args.batch)}
     elif args.command == "layers":
         import workbench
         from workbench.edit.stats import second_moments, using_corpus
@@ -128,9 +142,11 @@ def main(argv: list[str] | None = None) -> None:
         result = {**dataclasses.asdict(sweep), "best_layer": sweep.best_layer}
     else:
         import workbench
+        from workbench.edit.layers import tracing_window
         from workbench.locate.effects import LAST_SUBJECT, trace_many
 
         model = workbench.load_model(args.model)
+        args.window = args.window or tracing_window(model)
         effect = trace_many(model, record.known_facts(args.facts), kinds=["mlp"], samples=args.samples,
                             window=args.window)
         result = {"facts": effect.n_facts, "window": args.window, "samples": args.samples,
