@@ -38,6 +38,7 @@ figures: install
 	$(BIN)/python figures/rome.py
 	$(BIN)/python figures/scaling.py
 	$(BIN)/python figures/subject_swap.py
+	$(BIN)/python figures/edit_layer.py
 
 bench: install
 	$(BIN)/python benchmarks/trace_speed.py

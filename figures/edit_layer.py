@@ -30,10 +30,13 @@ def main() -> None:
     measured = json.loads(tuning_file(record).read_text())
     trace, layers = measured["trace"], measured["layers"]
     sweep = LayerSweep(**{k: layers[k] for k in ("method", "layers", "scores", "unedited", "n_cases", "edit_seconds")})
+    scores = {layer: sweep.scores[str(layer)]["score"] for layer in sweep.layers}
+    best = [layer for layer, score in scores.items() if score == max(scores.values())]
     figure = plot_localization_vs_editing(
         trace["mlp_effect_at_subject_last"], sweep,
         title=f"smollm2-135m: tracing peak layer {trace['recommended_layer']} ({trace['facts']} facts, window "
-              f"{trace['window']}); best ROME layer {sweep.best_layer} ({sweep.n_cases} tuning cases)")
+              f"{trace['window']});\nROME Score highest at layers {', '.join(map(str, best))} "
+              f"({sweep.n_cases} tuning cases)")
     figure.savefig(HERE / "edit_layer_smollm2.png", dpi=130)
     print("wrote", HERE / "edit_layer_smollm2.png")
 

@@ -140,7 +140,8 @@ def accumulate_second_moments(
     total: int | None = None,
 ) -> tuple[dict[int, Float[torch.Tensor, "d_mlp d_mlp"]], int]:
     """Sum of k k^T over every token of ``texts`` at each of ``layers``' MLP keys (one forward pass
-    per batch for all of them, stopped after the highest), and the token count.
+    per batch for all of them, stopped after the highest), and the token count. Texts are batched
+    by token length (the sum does not depend on the order).
 
     Texts are tokenized like prompts (BOS first); longer texts are cut at the context length.
     """
@@ -164,8 +165,8 @@ def accumulate_second_moments(
         seen: list[int] = []
 
         def capture(activation, hook=None):
-            k = activation[mask].double()  # [tokens, d_mlp]
-            sums[hooks[hook.name]].add_(k.T @ k)
+            k = activation[mask].float()  # [tokens, d_mlp]
+            sums[hooks[hook.name]].add_((k.T @ k).double())  # a batch's sum in float32, the total in float64
             seen.append(k.shape[0])
             if len(seen) == len(layers):
                 raise _KeysCaptured  # the layers above are not needed: stop the forward pass here
@@ -178,8 +179,9 @@ def accumulate_second_moments(
         bar.update(len(batch))
         return seen[0]
 
-    for text in texts:
-        batch.append(tokenizer(text, truncation=True, max_length=model.cfg.n_ctx)["input_ids"])
+    encoded = [tokenizer(text, truncation=True, max_length=model.cfg.n_ctx)["input_ids"] for text in texts]
+    for ids in sorted(encoded, key=len):  # batches of similar lengths waste little on padding
+        batch.append(ids)
         if len(batch) == batch_size:
             count += flush()
             batch = []

@@ -138,7 +138,7 @@ RECORDS: dict[str, ModelRecord] = {
             corpus="wikipedia-vital-leads",
             templates={"P17": ("{} is a city in the country of", "The city of {} is located in the country of",
                                "{} is a city located in the country of")},
-            editor_settings={"rome": {"layer": 4, "mom2_n_samples": 2000},
+            editor_settings={"rome": {"layer": 4, "prefixes": (), "v_lr": 1.0, "stop_loss": 0.1, "mom2_n_samples": 2000},
                              "memit": {"layer": 4, "span": 5, "mom2_n_samples": 2000},
                              "ft": {"layer": 4}, "ft-l": {"layer": 4}},
             settings_note=(

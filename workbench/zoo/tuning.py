@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         sweep = sweep_edit_layers(model, record.benchmark(args.cases, split="tuning"), layers,
                                   args.method)
         print(sweep.table())
-        result = {**dataclasses.asdict(sweep), "best_layer": sweep.best_layer}
+        result = {**dataclasses.asdict(sweep), "best_layer": sweep.best_layer,
+                  "settings": {k: v for k, v in record.editor_settings.get(args.method, {}).items() if k != "layer"}}
     else:
         import workbench
         from workbench.edit.layers import tracing_window
