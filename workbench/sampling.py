@@ -13,6 +13,8 @@ import torch
 from jaxtyping import Int
 from transformer_lens.model_bridge import TransformerBridge
 
+from workbench.tokens import pad_left
+
 
 @torch.no_grad()
 def sample_top_k(
@@ -27,10 +29,9 @@ def sample_top_k(
     ``top_k`` most likely next tokens, renormalised; end-of-text tokens are sampled through."""
     if any(len(prompt) == 0 for prompt in prompts):
         raise ValueError("every prompt needs at least one token (e.g. BOS)")
-    width, device = max(map(len, prompts)), model.cfg.device
+    device = model.cfg.device
     pad = model.tokenizer.pad_token_id if model.tokenizer.pad_token_id is not None else 0
-    ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], dtype=torch.long, device=device)
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long, device=device)
+    ids, mask = pad_left(prompts, pad, device)
     positions = (mask.cumsum(-1) - 1).clamp_min(0)
     new_tokens = []
     cache = None

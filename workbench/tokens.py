@@ -5,6 +5,7 @@ model was trained and as TransformerLens does), so token positions mean the same
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +30,17 @@ def pad_right(rows: list[list[int]], pad: int, device: torch.device | str = "cpu
     real tokens never attend to the padding after them."""
     width = max(map(len, rows))
     return torch.tensor([row + [pad] * (width - len(row)) for row in rows], dtype=torch.long, device=device)
+
+
+def pad_left(
+    rows: Sequence[Sequence[int]], pad: int, device: torch.device | str = "cpu"
+) -> tuple[Int[torch.Tensor, "batch pos"], Int[torch.Tensor, "batch pos"]]:
+    """Token-id rows left-padded to one length, and their attention mask (1 on real tokens), so
+    every row ends at the last position (continuations and KV-cached suffixes line up)."""
+    width = max((len(row) for row in rows), default=0)
+    ids = torch.tensor([[pad] * (width - len(row)) + list(row) for row in rows], dtype=torch.long, device=device)
+    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], dtype=torch.long, device=device)
+    return ids.view(len(rows), width), mask.view(len(rows), width)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from jaxtyping import Bool, Float, Int
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import DynamicCache
 
+from workbench.tokens import pad_left
+
 Hook = tuple[str, object]
 
 
@@ -57,21 +59,14 @@ class CutRows:
         )
 
 
-def _left_padded(rows: Sequence[Sequence[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max((len(row) for row in rows), default=0)
-    ids = torch.tensor([[pad] * (width - len(row)) + list(row) for row in rows], dtype=torch.long, device=device)
-    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], dtype=torch.long, device=device)
-    return ids.view(len(rows), width), mask.view(len(rows), width)
-
-
 @torch.no_grad()
 def cut_rows(model: TransformerBridge, rows: Sequence[Sequence[int]], cut: Sequence[int]) -> CutRows:
     """Cut ``rows[r]`` at ``cut[r]`` and run every row's tokens before its cut once."""
     if any(not 0 <= c < len(row) for row, c in zip(rows, cut, strict=True)):
         raise ValueError("every cut must lie inside its row")
     device, pad = model.cfg.device, model.tokenizer.pad_token_id
-    before_ids, before_mask = _left_padded([row[:c] for row, c in zip(rows, cut)], pad, device)
-    after_ids, after_mask = _left_padded([row[c:] for row, c in zip(rows, cut)], pad, device)
+    before_ids, before_mask = pad_left([row[:c] for row, c in zip(rows, cut)], pad, device)
+    after_ids, after_mask = pad_left([row[c:] for row, c in zip(rows, cut)], pad, device)
     lengths_before = before_mask.sum(-1, keepdim=True)  # [rows, 1]
     past = None
     if before_ids.shape[1] > 0:
