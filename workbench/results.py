@@ -18,7 +18,13 @@ ResultT = TypeVar("ResultT", bound="JsonResult")
 
 
 class JsonResult:
-    """Mixin giving a dataclass ``save(path)`` and ``load(path)`` through JSON."""
+    """Mixin giving a dataclass ``save(path)`` and ``load(path)`` through JSON, and a one-line repr
+    (arrays by shape, long lists and dicts by size) for Jupyter; declare the dataclass with
+    ``repr=False`` so that this repr is the one used."""
+
+    def __repr__(self) -> str:
+        fields = [f"{f.name}={_summary(getattr(self, f.name))}" for f in dataclasses.fields(self) if f.repr]
+        return f"{type(self).__name__}({', '.join(fields)})"
 
     def save(self, path: str | Path) -> Path:
         """Write the result to ``path`` as JSON; returns the path."""
@@ -36,6 +42,20 @@ class JsonResult:
         if record.get("type") != cls.__name__:
             raise DatasetFormatError(f"{path} holds a {record.get('type')!r}, not a {cls.__name__}")
         return cls(**{name: _decode(value) for name, value in record["fields"].items()})
+
+
+def _summary(value: Any) -> str:
+    """A short description of a field's value: arrays by shape, long containers by size."""
+    if isinstance(value, np.ndarray):
+        return f"array{list(value.shape)}"
+    if isinstance(value, (list, tuple)) and (len(value) > 4 or len(repr(value)) > 60):
+        return f"[{len(value)} items]"
+    if isinstance(value, dict) and len(repr(value)) > 60:
+        return f"{{{len(value)} keys}}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _encode(value: Any) -> Any:

@@ -49,9 +49,12 @@ Requests = EditRequest | CounterFactRecord | Sequence[EditRequest | CounterFactR
 
 def edit(
     model: TransformerBridge,
-    requests: Requests,
+    requests: Requests | None = None,
     method: str = "rome",
     *,
+    prompt: str | None = None,
+    subject: str | None = None,
+    target: str | None = None,
     layer: int | Sequence[int] | None = None,
     check_targets: bool = True,
     progress: bool = False,
@@ -60,7 +63,10 @@ def edit(
     """Rewrite facts in ``model``'s weights and return a reversible :class:`EditResult`.
 
     Args:
-        requests: one or more :class:`~workbench.data.EditRequest` (or CounterFact records).
+        requests: one or more :class:`~workbench.data.EditRequest` (or CounterFact records); or
+            leave it out and give ``prompt``, ``subject`` and ``target`` as plain strings.
+        prompt, subject, target: one edit written out, e.g. ``prompt="The Eiffel Tower is located
+            in", subject="Eiffel Tower", target="Rome"`` (the subject must occur in the prompt).
         method: ``"rome"`` (Meng et al. 2022), ``"memit"`` (Meng et al. 2023), ``"kn"`` (Dai et
             al. 2022), ``"ft"`` or ``"ft-l"`` (fine-tuning baselines, Zhu et al. 2020).
         layer: the layer to edit; ``None`` takes a bundled model's tuned layer for the method, else
@@ -76,7 +82,14 @@ def edit(
     Use as ``with workbench.edit(model, request) as result: ...`` to undo the edit on exit, or
     call ``result.restore()``. Bad input raises before any weight changes; an editor that fails
     part-way restores the weights before the error propagates.
+
+    Example::
+
+        with workbench.edit(model, prompt="The Eiffel Tower is located in", subject="Eiffel Tower",
+                            target="Rome") as result:
+            print(workbench.top_predictions(model, "The Eiffel Tower is in the city of"))
     """
+    requests = _requests_or_strings(requests, prompt, subject, target)
     if method not in EDITORS:
         raise InvalidRequestError(f"unknown method {method!r}; choose one of {sorted(EDITORS)}")
     editor = EDITORS[method]
@@ -120,6 +133,21 @@ def request_from_prompt(prompt: str, subject: str, target_new: str, target_true:
         raise SubjectNotInPromptError(f"subject {subject!r} does not occur in prompt {prompt!r}")
     template = prompt.replace(subject, "{}", 1)
     return EditRequest(template, subject, target_new, target_true)
+
+
+def _requests_or_strings(requests: Requests | None, prompt: str | None, subject: str | None,
+                         target: str | None) -> Requests:
+    """``requests``, or the one request written out as ``prompt``/``subject``/``target`` (not both)."""
+    written = {"prompt": prompt, "subject": subject, "target": target}
+    given = [name for name, value in written.items() if value is not None]
+    if requests is not None:
+        if given:
+            raise InvalidRequestError(f"give either requests or prompt/subject/target, not both (got {', '.join(given)})")
+        return requests
+    if len(given) < 3:
+        missing = sorted(set(written) - set(given))
+        raise InvalidRequestError(f"an edit from strings needs prompt, subject and target; missing {', '.join(missing)}")
+    return request_from_prompt(prompt, subject, target)
 
 
 def _as_requests(requests: Requests) -> list[EditRequest]:

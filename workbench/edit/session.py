@@ -22,7 +22,14 @@ from workbench.errors import InvalidRequestError
 from workbench.families import hf_parameter
 
 
-@dataclass
+def describe_edit(kind: str, method: str, requests: list[EditRequest], detail: str) -> str:
+    """A one-line description of an edit (its repr): method, the first two requests, ``detail``."""
+    shown = ", ".join(f"{r.subject!r} -> {r.target_new!r}" for r in requests[:2])
+    more = f" and {len(requests) - 2} more" if len(requests) > 2 else ""
+    return f"{kind}(method={method!r}, {len(requests)} request(s): {shown}{more}, {detail})"
+
+
+@dataclass(repr=False)
 class EditResult:
     """The record of an edit applied to ``model``; also a context manager that undoes it on exit."""
 
@@ -87,6 +94,10 @@ class EditResult:
                 hf_parameter(self.model, name).copy_(original)
         self.restored = True
 
+    def __repr__(self) -> str:
+        return describe_edit("EditResult", self.method, self.requests,
+                             f"tensors changed={len(self._deltas)}, restored={self.restored}")
+
     def __enter__(self) -> EditResult:
         return self
 
@@ -104,7 +115,7 @@ class EditResult:
         return path
 
 
-@dataclass
+@dataclass(repr=False)
 class SavedEdit:
     """An edit read from disk: its deltas and description, ready to apply to a model."""
 
@@ -112,6 +123,9 @@ class SavedEdit:
     requests: list[EditRequest]
     info: dict[str, Any]
     deltas: dict[str, torch.Tensor]
+
+    def __repr__(self) -> str:
+        return describe_edit("SavedEdit", self.method, self.requests, f"tensors={len(self.deltas)}")
 
     def apply(self, model: TransformerBridge) -> EditResult:
         """Apply the saved deltas to ``model``; the returned result can restore it."""

@@ -35,7 +35,7 @@ SUMMARY_ROWS = (
 )
 
 
-@dataclass
+@dataclass(repr=False)
 class BenchResult(JsonResult):
     """Before/after CounterFact metrics of independent edits, per case and summarised."""
 

@@ -25,7 +25,7 @@ from workbench.results import JsonResult
 REPORTED = ("efficacy_score", "paraphrase_score", "neighborhood_score", "score")
 
 
-@dataclass
+@dataclass(repr=False)
 class LayerSweep(JsonResult):
     """CounterFact scores of one method at each candidate layer, on the same cases."""
 

@@ -35,7 +35,7 @@ from workbench.results import JsonResult
 MODES = ("batch", "sequential")
 
 
-@dataclass
+@dataclass(repr=False)
 class ScalingResult(JsonResult):
     """One row per (method, number of edits): metrics before and after, time and memory."""
 

@@ -38,7 +38,7 @@ from workbench.results import JsonResult
 from workbench.tokens import encode
 
 
-@dataclass
+@dataclass(repr=False)
 class NeuronAttribution(JsonResult):
     """IG attribution of p(answer) (or log p) to every FFN neuron of the chosen layers."""
 

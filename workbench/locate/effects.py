@@ -52,7 +52,7 @@ def token_roles(n_tokens: int, subject_start: int, subject_end: int) -> list[int
     return roles
 
 
-@dataclass
+@dataclass(repr=False)
 class AverageIndirectEffect(JsonResult):
     """Indirect effect per token role and layer, averaged over facts, for each traced kind."""
 

@@ -18,7 +18,7 @@ from workbench.locate.neurons import KnowledgeNeurons, intervention_effect, know
 from workbench.results import JsonResult
 
 
-@dataclass
+@dataclass(repr=False)
 class InterventionStudy(JsonResult):
     """Mean relative change of p(answer) under suppression and amplification, related vs unrelated."""
 

@@ -26,7 +26,7 @@ from workbench.results import JsonResult
 from workbench.tokens import pad_right
 
 
-@dataclass
+@dataclass(repr=False)
 class Memory(JsonResult):
     """One FFN neuron as a key-value memory."""
 

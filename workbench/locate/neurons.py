@@ -32,7 +32,7 @@ from workbench.results import JsonResult
 from workbench.tokens import encode
 
 
-@dataclass
+@dataclass(repr=False)
 class KnowledgeNeurons(JsonResult):
     """The knowledge neurons of one fact, with the per-prompt neurons they were refined from."""
 

@@ -33,7 +33,7 @@ from workbench.results import JsonResult
 from workbench.tokens import encode
 
 
-@dataclass
+@dataclass(repr=False)
 class PatchingResult(JsonResult):
     """Effect on the metric of patching each (token, layer) activation of one kind."""
 

@@ -44,7 +44,7 @@ from workbench.tokens import locate_subject, target_ids
 SITES = ("subject_last", "last")
 
 
-@dataclass
+@dataclass(repr=False)
 class SubjectSwapResult(JsonResult):
     """Share of cases whose answer becomes the donor's, per residual-stream layer and site."""
 

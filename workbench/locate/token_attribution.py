@@ -21,7 +21,7 @@ from workbench.results import JsonResult
 from workbench.tokens import encode
 
 
-@dataclass
+@dataclass(repr=False)
 class TokenAttribution(JsonResult):
     """Attribution of p(answer) to each input token and to each layer's output."""
 

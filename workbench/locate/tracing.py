@@ -34,7 +34,7 @@ Kind = Literal["hidden", "mlp", "attn"]
 KIND_HOOKS = {"hidden": families.Hooks.resid_post, "mlp": families.Hooks.mlp_out, "attn": families.Hooks.attn_out}
 
 
-@dataclass
+@dataclass(repr=False)
 class TraceResult(JsonResult):
     """A causal trace: p(answer) with each (token, layer) state restored in the corrupted run."""
 
