@@ -21,9 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"workbench {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    story = commands.add_parser("story", help="run the end-to-end story on the bundled fact model")
-    story.add_argument("--model", default="factgpt", help="bundled model name (default: factgpt)")
+    story = commands.add_parser("story", help="run the end-to-end story (locate, edit, evaluate) on a bundled model")
+    story.add_argument("--model", default="smollm2-135m", choices=["smollm2-135m", "factgpt"],
+                       help="bundled model (default: smollm2-135m, the real LM; factgpt: the ground-truth fact model)")
     story.add_argument("--out", default="figures", help="where to write the figures (default: ./figures)")
+    story.add_argument("--facts", type=int, help="known facts in the average indirect effect (default: the script's)")
+    story.add_argument("--edits", type=int, help="edits in MEMIT's batch (default: the script's)")
     story.set_defaults(handler=_run_story)
 
     tracing = commands.add_parser("trace", help="causal trace of a prompt: figure and saved result")
@@ -103,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_story(args: argparse.Namespace) -> int:
     from workbench.story import run_story
 
-    run_story(args.model, args.out)
+    run_story(args.model, args.out, n_facts=args.facts, n_edits=args.edits)
     return 0
 
 

@@ -1,141 +1,199 @@
-"""The main job: the end-to-end story of the workbench on the bundled fact model.
+"""The main job: the end-to-end story of the workbench on a bundled model (``smollm2-135m`` by default).
 
-1. the model answers facts of its knowledge base (one per relation);
+1. what the model knows: one known fact per relation, its answer and probability;
 2. causal tracing of one fact, three kinds of state (figure);
-3. average indirect effect over many facts and the recommended edit layer (figure);
-4. the traced fact's knowledge neurons and what suppressing them does (figure);
-5. a ROME edit with before/after predictions on the rewrite, a paraphrase and a neighbour,
-   then restore, checked bit-exact;
-6. a MEMIT batch of a few hundred edits with the CounterFact metrics, then restore.
+3. the average indirect effect over many known facts and the layer it recommends (figure);
+4. the traced fact's knowledge neurons and what suppressing or amplifying them does (figure);
+5. a ROME edit from plain strings, before/after on the rewrite prompt, paraphrases, neighbours and a
+   short generation, then restore, checked bit-exact;
+6. MEMIT with a batch of benchmark edits (its evaluation split): the CounterFact table, unedited vs
+   edited, then restore.
 
-Figures go to ``figures/`` (or ``out``); the printed summary says where. If the bundled weights
-are missing it falls back to a freshly built tiny GPT-2 and stops after step 1.
+``factgpt`` (``workbench story --model factgpt``) tells the same story on the small model trained on
+known facts: tracing and knowledge neurons have ground truth there, and its ROME/MEMIT steps show
+the editors failing on a model that reads facts at the last token. Figures go to ``figures/`` (or
+``out``), named ``story_<model>_*.png``.
 """
 from __future__ import annotations
 
-import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
 
-from workbench.errors import ModelNotFoundError
-from workbench.models import hf_state_dict, load_model
+from workbench.data import EditRequest
+from workbench.models import hf_state_dict, load_model, record_of
 from workbench.predict import greedy_completion, top_predictions
-from workbench.zoo.knowledge import facts_by_relation, load_facts
-from workbench.zoo.relations import RELATIONS
-from workbench.zoo.tiny import build_tiny_model
-
-TRACE_PROMPT, TRACE_SUBJECT = "The capital of Burkina Faso is", "Burkina Faso"
 
 
-def run_story(model_name: str = "factgpt", out: str | Path = "figures", n_facts: int = 200, n_edits: int = 200) -> None:
-    """Run the story and print its summary (this is the command line's job, so it prints)."""
+@dataclass(frozen=True)
+class StoryScript:
+    """The facts a model's story is told with, and how much of each step it runs."""
+
+    trace_prompt: str
+    trace_subject: str
+    neuron_prompts: tuple[str, ...]
+    """Paraphrases of the traced fact, for its knowledge neurons."""
+    rewrite: EditRequest
+    """ROME's edit; its filled prompt is shown before and after."""
+    paraphrases: tuple[str, ...]
+    neighbours: tuple[str, ...]
+    """Prompts about other subjects with the same true answer: an edit should leave them alone."""
+    generation_prompt: str
+    n_facts: int
+    """Known facts averaged over by the indirect-effect step."""
+    n_edits: int
+    """Edits of MEMIT's batch."""
+    trace_samples: int = 10
+    """Noise samples of the one-fact trace (ROME: 10)."""
+    average_kinds: tuple[str, ...] = ("hidden", "mlp", "attn")
+    """The kinds of state the indirect effect is averaged for (the MLP kind recommends the layer)."""
+    memit_overrides: dict = field(default_factory=dict)
+
+
+SCRIPTS = {
+    "smollm2-135m": StoryScript(
+        trace_prompt="The Eiffel Tower is located in the city of",
+        trace_subject="Eiffel Tower",
+        neuron_prompts=("The Eiffel Tower is located in the city of", "The Eiffel Tower is in the city of",
+                        "The Eiffel Tower stands in the city of", "The Eiffel Tower can be found in the city of"),
+        rewrite=EditRequest("The {} is located in the city of", "Eiffel Tower", "Rome", "Paris"),
+        paraphrases=("The Eiffel Tower stands in the city of", "Tourists visit the Eiffel Tower in the city of"),
+        neighbours=("The Louvre is located in the city of", "The Arc de Triomphe stands in the city of"),
+        generation_prompt="The Eiffel Tower is",
+        # a patched run of this 30-layer model costs about 0.1 s per noise sample and state kind:
+        # 3 kinds x 10 samples is 97 s for this prompt on 2 cores, so the story traces with 5
+        # samples and averages the MLP kind only (the one that recommends the layer)
+        trace_samples=5,
+        average_kinds=("mlp",),
+        n_facts=12,
+        n_edits=100,
+    ),
+    "factgpt": StoryScript(
+        trace_prompt="The capital of Burkina Faso is",
+        trace_subject="Burkina Faso",
+        neuron_prompts=("The capital of Burkina Faso is", "Burkina Faso's capital city is",
+                        "The capital city of Burkina Faso is", "Burkina Faso has its capital in"),
+        rewrite=EditRequest("The capital of {} is", "Burkina Faso", "Lima", "Ouagadougou"),
+        paraphrases=("Burkina Faso's capital city is", "The capital city of Burkina Faso is"),
+        neighbours=("The capital of Mali is", "The capital of Niger is"),
+        generation_prompt="The capital of Burkina Faso is",
+        n_facts=200,
+        n_edits=200,
+        # targets searched on each prompt alone, as for smollm2-135m (2.5x faster than with contexts)
+        memit_overrides={"prefixes": ()},
+    ),
+}
+"""Bundled model name -> the :class:`StoryScript` its story is told with."""
+
+
+def run_story(model_name: str = "smollm2-135m", out: str | Path = "figures", n_facts: int | None = None,
+              n_edits: int | None = None) -> dict:
+    """Run the story and print its summary (this is the command line's job, so it prints).
+
+    ``n_facts`` and ``n_edits`` override the script's numbers of traced facts and MEMIT edits.
+    Returns what the editing steps measured, ``{"rome": {"top_after": {prompt: token}, "restored":
+    bool}, "memit": {"unedited": metrics, "edited": metrics}}``, and ``"seconds"`` per step."""
     matplotlib.use("Agg")
     started = time.perf_counter()
+    script = SCRIPTS[model_name]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        model = load_model(model_name)
-    except ModelNotFoundError as missing:
-        if model_name != "factgpt":
-            raise
-        print(f"{missing}\nFalling back to a freshly built, untrained tiny GPT-2 (its answers are noise).")
-        model = load_model(build_tiny_model("gpt2", tempfile.mkdtemp(prefix="workbench-tiny-")))
-        _facts_table(model)
-        return
+    model = load_model(model_name)
+    seconds = {"load": time.perf_counter() - started}
+    figures = _Figures(out, model_name)
+    steps = {
+        "facts": lambda: _facts_table(model, model_name),
+        "trace": lambda: _trace_one(model, script, figures),
+        "average effect": lambda: _average_effect(model, n_facts or script.n_facts, script.average_kinds, figures),
+        "neurons": lambda: _neurons(model, script, figures),
+        "rome": lambda: _rome(model, script),
+        "memit": lambda: _memit(model, n_edits or script.n_edits, script.memit_overrides),
+    }
+    outcome = {}
+    for name, step in steps.items():
+        step_started = time.perf_counter()
+        outcome[name] = step()
+        seconds[name] = time.perf_counter() - step_started
+    outcome["seconds"] = seconds
+    print(f"\nfigures: {out.resolve()}  |  total time {time.perf_counter() - started:.0f} s ("
+          + ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items()) + ")")
+    return outcome
+
+
+@dataclass(frozen=True)
+class _Figures:
+    out: Path
+    model_name: str
+
+    def save(self, figure, name: str) -> Path:
+        path = self.out / f"story_{self.model_name}_{name}.png"
+        figure.savefig(path, dpi=110)
+        return path
+
+
+def _facts_table(model, model_name: str) -> None:
     print(f"== 1. {model_name}: {model.cfg.n_layers} layers, d_model {model.cfg.d_model}; what it knows\n")
-    _facts_table(model)
-    layer = _locate(model, out, n_facts)
-    _neurons(model, out)
-    _edit(model, layer)
-    _mass_edit(model, n_edits, layer)
-    print(f"\nfigures: {out.resolve()}  |  total time {time.perf_counter() - started:.0f} s")
-
-
-def _facts_table(model) -> None:
-    rows = [("relation", "prompt", "true object", "model says", "p(top-1)")]
-    for relation_id, facts in facts_by_relation(load_facts()).items():
-        fact = facts[len(facts) // 2]
-        prompt = RELATIONS[relation_id].prompt(fact.subject)
-        answer = greedy_completion(model, prompt, max_new_tokens=6).strip()
-        best = top_predictions(model, prompt, k=1)[0]
-        rows.append((relation_id, prompt, fact.object, answer, f"{best.probability:.2f}"))
+    record = record_of(model)
+    per_relation = record.known_facts(len({f.relation_id for f in record.facts()}))
+    rows = [("prompt", "true object", "model says", "p(top-1)")]
+    for prompt, _, answer in per_relation:
+        said = greedy_completion(model, prompt, max_new_tokens=4).strip()
+        rows.append((prompt, answer, said, f"{top_predictions(model, prompt, k=1)[0].probability:.2f}"))
     _print_table(rows)
 
 
-def _locate(model, out: Path, n_facts: int) -> int:
-    from workbench.locate.effects import LAST_SUBJECT, trace_many
+def _trace_one(model, script: StoryScript, figures: _Figures) -> None:
+    from workbench.edit.layers import tracing_window
     from workbench.locate.tracing import trace_kinds
     from workbench.plot.tracing import plot_trace_panels
 
-    traces = trace_kinds(model, TRACE_PROMPT, TRACE_SUBJECT, window=3)
-    plot_trace_panels(traces).savefig(out / "story_causal_trace.png", dpi=110)
-    hidden = traces[0]
-    best_token, best_layer = divmod(int(hidden.indirect_effect.argmax()), hidden.scores.shape[1])
-    print(f"\n== 2. causal trace of {TRACE_PROMPT!r} -> {hidden.answer.strip()!r}")
-    print(f"clean p = {hidden.clean_prob:.3f}, subject corrupted p = {hidden.corrupted_prob:.3f}; strongest restoration: "
-          f"hidden state of {hidden.tokens[best_token]!r} at layer {best_layer} (p = {hidden.scores.max():.3f})")
+    window = tracing_window(model)
+    traces = trace_kinds(model, script.trace_prompt, script.trace_subject, window=window, samples=script.trace_samples,
+                         progress=True)
+    path = figures.save(plot_trace_panels(traces), "causal_trace")
+    print(f"\n== 2. causal trace of {script.trace_prompt!r} -> {traces[0].answer.strip()!r} "
+          f"({script.trace_samples} noise samples, window {window}; {path.name})")
+    print(f"clean p = {traces[0].clean_prob:.3f}, subject corrupted p = {traces[0].corrupted_prob:.3f}")
+    for result in traces:
+        token, layer = divmod(int(result.indirect_effect.argmax()), result.scores.shape[1])
+        print(f"  {result.kind:>6}: strongest restoration at {result.tokens[token]!r}, layer {layer} "
+              f"(p = {result.scores.max():.3f})")
 
-    groups = list(facts_by_relation(load_facts()).values())
-    facts = [group[i] for i in range(0, 1000, 7) for group in groups if i < len(group)][:n_facts]
-    prompts = [(RELATIONS[f.relation_id].prompt(f.subject), f.subject, f.object) for f in facts]
-    effect = trace_many(model, prompts, samples=3, window=3)
-    effect.plot().savefig(out / "story_average_indirect_effect.png", dpi=110)
-    layer = effect.recommend_layer()
+
+def _average_effect(model, n_facts: int, kinds: tuple[str, ...], figures: _Figures) -> None:
+    from workbench.edit.layers import tracing_window
+    from workbench.locate.effects import LAST_SUBJECT, trace_many
+
+    record = record_of(model)
+    effect = trace_many(model, record.known_facts(n_facts), kinds=kinds, samples=3, window=tracing_window(model))
+    path = figures.save(effect.plot(), "average_indirect_effect")
     curve = effect.effects["mlp"][LAST_SUBJECT]
-    print(f"\n== 3. average indirect effect over {effect.n_facts} facts (mean clean p {effect.clean_prob:.2f}, "
-          f"corrupted {effect.corrupted_prob:.2f})")
+    print(f"\n== 3. average indirect effect over {effect.n_facts} known facts, 3 noise samples each (mean clean p "
+          f"{effect.clean_prob:.2f}, corrupted {effect.corrupted_prob:.2f}; {path.name})")
     print("MLP effect at the last subject token, by layer: " + "  ".join(f"{l}:{v:+.3f}" for l, v in enumerate(curve)))
-    print(f"recommended edit layer: {layer}")
-    return layer
+    tuned = record.editor_settings.get("rome", {}).get("layer")
+    print(f"tracing recommends layer {effect.recommend_layer()}; "
+          + (f"ROME edits layer {tuned}, chosen by an edit sweep on the tuning split (model card)"
+             if tuned is not None else "ROME edits there"))
 
 
-def _edit(model, layer: int) -> None:
-    import workbench
-    from workbench.evaluate.views import before_after
-    from workbench.zoo.benchmark import benchmark
-
-    record = benchmark("factgpt", 1)[0]
-    request = record.requested_rewrite
-    prompts = [request.filled_prompt(), record.paraphrase_prompts[0], record.neighborhood_prompts[0]]
-    roles = ["rewrite", "paraphrase", "neighbour"]
-    before = before_after(model, prompts)
-    weights = {name: tensor.clone() for name, tensor in hf_state_dict(model).items()}
-    started = time.perf_counter()
-    with workbench.edit(model, record, method="rome", layer=layer) as result:
-        seconds = time.perf_counter() - started
-        after = before_after(model, prompts)
-    restored = all(tensor.equal(weights[name]) for name, tensor in hf_state_dict(model).items())
-    print(f"\n== 5. ROME at layer {layer}: {request.subject!r}: {request.target_true!r} -> {request.target_new!r} "
-          f"({seconds:.1f} s, statistics included on first run)")
-    rows = [("prompt", "", "before", "after")]
-    rows += [(role, prompt, before[prompt], after[prompt]) for role, prompt in zip(roles, prompts)]
-    _print_table(rows)
-    if not after[prompts[0]].startswith(repr(request.target_new)):
-        print("The edit did not flip this fact. In this model the answer is read mostly at the last token\n"
-              "(step 3: the last-token curve dominates), so a single-position edit at the subject, as ROME\n"
-              "makes, is weak here; `workbench bench --method rome` measures how often it succeeds.")
-    print(f"restored: every weight bit-identical to the original: {restored} "
-          f"(changed during the edit: {', '.join(result.deltas)})")
-
-
-def _neurons(model, out: Path) -> None:
+def _neurons(model, script: StoryScript, figures: _Figures) -> None:
     from workbench.locate.neurons import intervention_effect, knowledge_neurons
     from workbench.plot.attribution import plot_layer_counts
 
-    subject = TRACE_SUBJECT
-    prompts = [template.format(subject) for template in RELATIONS["P36"].templates]
+    prompts = list(script.neuron_prompts)
     answer = top_predictions(model, prompts[0], k=1)[0].token.strip()
     found = knowledge_neurons(model, prompts, answer)
-    plot_layer_counts(found.by_layer(model.cfg.n_layers), 1).savefig(out / "story_knowledge_neurons.png", dpi=110)
-    others = [(RELATIONS[f.relation_id].prompt(f.subject), f.object)
-              for f in [group[3] for group in facts_by_relation(load_facts()).values()][:8]]
-    print(f"\n== 4. knowledge neurons of {subject!r} -> {answer!r} over {len(prompts)} paraphrases: "
-          f"{len(found.neurons)} neurons, by layer {found.by_layer(model.cfg.n_layers).tolist()}")
+    counts = found.by_layer(model.cfg.n_layers)
+    path = figures.save(plot_layer_counts(counts, 1), "knowledge_neurons")
+    print(f"\n== 4. knowledge neurons of {script.trace_subject!r} -> {answer!r} over {len(prompts)} paraphrases: "
+          f"{len(found.neurons)} neurons in layers {[l for l, c in enumerate(counts.tolist()) if c]} ({path.name})")
     if not found.neurons:
         return
-    rows = [("intervention", "this fact", "unrelated facts")]
+    others = [(prompt, answer) for prompt, _, answer in record_of(model).known_facts(40)[-8:]]
+    rows = [("intervention", "this fact", f"{len(others)} unrelated facts")]
     for name, scale in (("suppress (x0)", 0.0), ("amplify (x2)", 2.0)):
         related = intervention_effect(model, found.neurons, prompts, [answer] * len(prompts), scale).mean()
         unrelated = intervention_effect(model, found.neurons, [p for p, _ in others], [a for _, a in others], scale).mean()
@@ -144,28 +202,58 @@ def _neurons(model, out: Path) -> None:
     _print_table(rows)
 
 
-def _mass_edit(model, n_edits: int, layer: int) -> None:
+def _rome(model, script: StoryScript) -> dict:
+    import workbench
+    from workbench.evaluate.views import before_after
+
+    request = script.rewrite
+    prompts = [request.filled_prompt(), *script.paraphrases, *script.neighbours]
+    roles = ["rewrite"] + ["paraphrase"] * len(script.paraphrases) + ["neighbour"] * len(script.neighbours)
+    weights = {name: tensor.clone() for name, tensor in hf_state_dict(model).items()}
+    before = before_after(model, prompts)
+    generated_before = greedy_completion(model, script.generation_prompt, max_new_tokens=12)
+    started = time.perf_counter()
+    with workbench.edit(model, prompt=request.filled_prompt(), subject=request.subject,
+                        target=request.target_new) as result:
+        seconds = time.perf_counter() - started
+        after = before_after(model, prompts)
+        generated_after = greedy_completion(model, script.generation_prompt, max_new_tokens=12)
+        top_after = {prompt: top_predictions(model, prompt, k=1)[0].token.strip() for prompt in prompts}
+    restored = all(tensor.equal(weights[name]) for name, tensor in hf_state_dict(model).items())
+    print(f"\n== 5. ROME: {request.subject!r}: {request.target_true!r} -> {request.target_new!r}, layer "
+          f"{result.layers[0]} ({seconds:.1f} s, statistics included on first run)")
+    rows = [("", "prompt", "before (top 3)", "after (top 3)")]
+    rows += [(role, prompt, before[prompt], after[prompt]) for role, prompt in zip(roles, prompts)]
+    _print_table(rows)
+    print(f"generation before: {script.generation_prompt}{generated_before}")
+    print(f"generation after:  {script.generation_prompt}{generated_after}")
+    if not after[prompts[0]].startswith(repr(request.target_new)):
+        print("The edit did not flip this fact: this model reads the fact at the last token, where ROME\n"
+              "does not write (step 3); `workbench bench --method rome` measures how often it succeeds.")
+    print(f"restored: every weight bit-identical to the original: {restored} "
+          f"(changed during the edit: {', '.join(result.deltas)})")
+    return {"top_after": top_after, "restored": restored}
+
+
+def _memit(model, n_edits: int, overrides: dict) -> dict:
     import workbench
     from workbench.evaluate.metrics import case_metrics, summarize
-    from workbench.zoo.benchmark import benchmark
 
-    records = benchmark("factgpt", n_edits)
+    records = record_of(model).benchmark(n_edits, split="evaluation")
     before = summarize(case_metrics(model, records))
     started = time.perf_counter()
-    # targets searched on each prompt alone (no random-prefix contexts): 2.5x faster, to keep the
-    # story within its time budget; the benchmark runs MEMIT's default contexts
-    with workbench.edit(model, records, method="memit", layer=layer, prefixes=()) as result:
+    with workbench.edit(model, records, method="memit", progress=True, **overrides) as result:
         seconds = time.perf_counter() - started
         after = summarize(case_metrics(model, records))
-    print(f"\n== 6. MEMIT: {len(records)} edits in one batch into layers {result.info['layers']} ({seconds:.0f} s; "
-          "targets searched without prefix contexts)")
+    print(f"\n== 6. MEMIT: {len(records)} benchmark edits (evaluation split) in one batch into layers "
+          f"{result.info['layers']} ({seconds:.0f} s)")
     rows = [("CounterFact metric", "unedited", "edited")]
     for key, label in (("efficacy_score", "Efficacy Score"), ("paraphrase_score", "Paraphrase Score"),
                        ("neighborhood_score", "Neighborhood Score"), ("score", "Score")):
         rows.append((label, f"{before[key]:.1f}", f"{after[key]:.1f}"))
     _print_table(rows)
-    print("restored after the batch. Where ROME and MEMIT fail here, the fact is not read from the subject's\n"
-          "last token (step 3); `workbench bench --methods rome,memit,kn,ft,ft-l --edits 1,10,100` compares methods.")
+    print("restored after the batch; `workbench bench --methods rome,memit,kn,ft,ft-l` compares the editors.")
+    return {"unedited": before, "edited": after}
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:
