@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     record = RECORDS[args.model]
     started = time.perf_counter()
     if args.command == "grid":
-        result = {"method": args.method, "layer": args.layer, "cases": args.cases, "batch": args.batch,
+        n_cases = len(record.benchmark(args.cases, split="tuning"))  # fewer than asked where the split ends
+        result = {"method": args.method, "layer": args.layer, "cases": n_cases, "batch": args.batch,
                   "rows": run_grid(args.model, args.method, args.layer, args.cases, parse_values(args.values),
                                    args.fluency_tokens, args.batch)}
     elif args.command == "layers":
