@@ -7,7 +7,7 @@ import json
 import pytest
 
 from workbench.zoo.records import RECORDS
-from workbench.zoo.tuning import parse_layers, parse_values, save_measurement, tuning_file
+from workbench.zoo.tuning import append_grid, parse_layers, parse_values, save_measurement, tuning_file
 
 
 def test_values_are_json_lists():
@@ -30,6 +30,26 @@ def test_measurements_are_merged_by_key(tmp_path):
     save_measurement(record, "trace", {"recommended_layer": 3})
     save_measurement(record, "layers", {"best_layer": 5})
     assert json.loads(tuning_file(record).read_text()) == {"layers": {"best_layer": 5}, "trace": {"recommended_layer": 3}}
+
+
+def test_grid_runs_accumulate_with_their_commands(tmp_path):
+    record = dataclasses.replace(RECORDS["smollm2-135m"], folder=tmp_path)
+    save_measurement(record, "trace", {"recommended_layer": 3})
+    append_grid(record, "memit", {"command": "first", "rows": [1]})
+    append_grid(record, "memit", {"command": "second", "rows": [2]})
+    saved = json.loads(tuning_file(record).read_text())
+    assert [grid["command"] for grid in saved["grid-memit"]["grids"]] == ["first", "second"]
+    assert saved["trace"] == {"recommended_layer": 3}
+
+
+def test_the_record_memit_settings_are_a_measured_row():
+    """MEMIT's settings in the record are those of a row measured on the tuning split."""
+    record = RECORDS["smollm2-135m"]
+    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in record.editor_settings["memit"].items()
+                if k not in ("layer", "mom2_n_samples")}
+    grids = json.loads(tuning_file(record).read_text())["grid-memit"]["grids"]
+    measured = [(grid["layer"], row["settings"]) for grid in grids for row in grid["rows"]]
+    assert (record.editor_settings["memit"]["layer"], settings) in measured
 
 
 def test_the_bundled_tuning_file_backs_the_record_note():

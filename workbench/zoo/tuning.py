@@ -22,6 +22,8 @@ import argparse
 import dataclasses
 import itertools
 import json
+import shlex
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,6 +43,17 @@ def save_measurement(record: ModelRecord, key: str, value) -> None:
     path = tuning_file(record)
     data = json.loads(path.read_text()) if path.is_file() else {}
     data[key] = value
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def append_grid(record: ModelRecord, method: str, grid: dict) -> None:
+    """Add one grid run to ``grid-<method>``'s list of grids in the record's tuning file: grids
+    accumulate (each keeps its command), unlike the sweep and the trace, which a new run replaces."""
+    path = tuning_file(record)
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    key = f"grid-{method}"
+    data[key] = {**data.get(key, {}), "method": method, "split": "tuning",
+                 "grids": [*data.get(key, {}).get("grids", []), grid]}
     path.write_text(json.dumps(data, indent=1) + "\n")
 
 
@@ -125,7 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     if args.command == "grid":
         n_cases = len(record.benchmark(args.cases, split="tuning"))  # fewer than asked where the split ends
-        result = {"method": args.method, "layer": args.layer, "cases": n_cases, "batch": args.batch,
+        result = {"command": "python -m workbench.zoo.tuning " + " ".join(shlex.quote(a) for a in argv or sys.argv[1:]
+                                                                        if a != "--save"),
+                  "layer": args.layer, "cases": n_cases, "batch": args.batch,
                   "rows": run_grid(args.model, args.method, args.layer, args.cases, parse_values(args.values),
                                    args.fluency_tokens, args.batch)}
     elif args.command == "layers":
@@ -155,8 +170,10 @@ def main(argv: list[str] | None = None) -> None:
                   "recommended_layer": effect.recommend_layer(), "mlp_effect_at_subject_last": [round(float(v), 5) for v in effect.effects["mlp"][LAST_SUBJECT]]}
         print(json.dumps(result, indent=1))
     result["seconds"] = round(time.perf_counter() - started, 1)
-    if args.save:
-        save_measurement(record, args.command if args.command != "grid" else f"grid-{args.method}", result)
+    if args.save and args.command == "grid":
+        append_grid(record, args.method, result)
+    elif args.save:
+        save_measurement(record, args.command, result)
 
 
 if __name__ == "__main__":
