@@ -74,3 +74,20 @@ def test_positions_before_the_cut_are_refused(models):
         cut.index_of(2, 4)
     with pytest.raises(ValueError, match="inside its row"):
         cut_rows(models["gpt2"], ROWS, [2, 3, 5, 1])
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_selected_rows_give_those_rows_logits(models, family):
+    """A search drops the rows of requests that are done: the rows kept must give the logits they
+    give in the full batch (rows do not interact)."""
+    model = models[family]
+    cut = cut_rows(model, ROWS, CUTS)
+    predict = torch.zeros_like(cut.input_ids, dtype=torch.bool)
+    for r, row in enumerate(ROWS):
+        predict[r, cut.index_of(r, len(row) - 1)] = True  # one prediction per row: the last position
+    with torch.no_grad():
+        full = cut.run(model, predict)  # [rows, vocab]
+        kept = torch.tensor([0, 2, 3])
+        subset = cut.select(kept)
+        assert subset.cut == [CUTS[i] for i in kept.tolist()]
+        torch.testing.assert_close(subset.run(model, predict[kept]), full[kept], atol=1e-5, rtol=1e-5)

@@ -83,10 +83,31 @@ def activations_at_subject(
     for start in range(0, len(contexts.rows), chunk_rows):
         rows = contexts.rows[start : start + chunk_rows]
         input_ids = pad_right(rows, model.tokenizer.pad_token_id, model.cfg.device)
-        _, cache = model.run_with_cache(input_ids, names_filter=lambda name: name == hook_name)
+        activation = activation_until(model, input_ids, hook_name)  # [rows, pos, d]
         positions = torch.tensor(contexts.subject_last[start : start + chunk_rows], device=input_ids.device)
-        gathered.append(cache[hook_name][torch.arange(len(rows), device=input_ids.device), positions].double())
+        gathered.append(activation[torch.arange(len(rows), device=input_ids.device), positions].double())
     return torch.cat(gathered)
+
+
+class _Captured(Exception):
+    """Raised from a capture hook to end the forward pass once the activation is in hand."""
+
+
+@torch.no_grad()
+def activation_until(model: TransformerBridge, input_ids: torch.Tensor, hook_name: str) -> Float[torch.Tensor, "batch pos d"]:
+    """The activation at ``hook_name`` on ``input_ids``, running the model only as far as that hook
+    (no later layers, no unembedding: for an early layer most of a forward pass is skipped)."""
+    captured = {}
+
+    def capture(activation, hook=None):
+        captured["activation"] = activation.detach().clone()
+        raise _Captured
+
+    try:
+        model.run_with_hooks(input_ids, return_type=None, fwd_hooks=[(hook_name, capture)])
+    except _Captured:
+        pass
+    return captured["activation"]
 
 
 def mean_keys(

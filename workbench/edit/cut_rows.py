@@ -48,6 +48,12 @@ class CutRows:
             raise ValueError(f"position {position} of row {row} lies before its cut at {self.cut[row]}")
         return int(self.edit_index[row]) + position - self.cut[row]
 
+    def select(self, rows: Int[torch.Tensor, "k"]) -> CutRows:
+        """Only the rows ``rows`` (ascending indices), e.g. those whose search is still running."""
+        past = [(keys[rows], values[rows]) for keys, values in self.past] if self.past is not None else None
+        return CutRows(past, self.input_ids[rows], self.attention_mask[rows], self.position_ids[rows],
+                       self.edit_index[rows], [self.cut[i] for i in rows.tolist()])
+
     def run(
         self, model: TransformerBridge, predict: Bool[torch.Tensor, "rows width"], fwd_hooks: Sequence[Hook] = ()
     ) -> Float[torch.Tensor, "n_predicted vocab"]:

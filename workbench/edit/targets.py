@@ -11,7 +11,7 @@ token, makes the model complete request i's prompt with ``target_new``:
 where v_i is the activation being changed (ROME: the MLP output of the edit layer; MEMIT: the
 residual stream after the last edited layer). The requests are independent, so they are optimised
 together: each row of a batch carries one request's delta, a request stops moving once its NLL is
-below ``stop_loss``, and batches are chunked to bound memory. The reference implementations
+below ``stop_loss`` and its rows leave the batch, and batches are chunked to bound memory. The reference implementations
 optimise one request at a time. The KL direction and the form of the weight decay follow the
 reference implementation; the last step only measures (the delta returned is the one measured).
 
@@ -31,7 +31,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import EditRequest
 from workbench.edit.contexts import context_rows
-from workbench.edit.cut_rows import cut_rows
+from workbench.edit.cut_rows import CutRows, cut_rows
 from workbench.models import frozen_weights
 from workbench.tokens import target_ids
 
@@ -128,11 +128,14 @@ def _optimise_chunk(
     delta = torch.zeros(n, model.cfg.d_model, device=device, requires_grad=True)
     first: dict[str, torch.Tensor] = {}  # activations of step 0, where delta is still zero
 
+    # the rows run at this step: those of requests whose search is still running
+    running = {"batch": all_rows, "edit_index": rows.edit_index, "owner": owner}
+
     def add_delta(activation, hook=None):
         if "original" not in first:
             first["original"] = activation[all_rows[unprefixed], rows.edit_index[unprefixed]].detach().float()
         # in place: the bridge passes on the tensor it handed to the hook
-        activation[all_rows, rows.edit_index] += delta[owner].to(activation.dtype)
+        activation[running["batch"], running["edit_index"]] += delta[running["owner"]].to(activation.dtype)
         return activation
 
     def read(activation, hook=None):
@@ -146,8 +149,9 @@ def _optimise_chunk(
     final_nll = torch.full((n,), float("nan"), dtype=torch.float64)
     optimiser = torch.optim.Adam([delta], lr=search.lr)
     original_log_probs = original_norm = max_norm = None
+    entry_row = predict.nonzero()[:, 0]  # [predicted]: the row of each flattened logit
     for step in range(search.steps):
-        logits = rows.run(model, predict, hooks).float()  # [predicted, vocab]
+        logits = _run_running_rows(model, rows, predict, hooks, ~done[owner], entry_row, running, owner)
         token_log_probs = logits[target_logit].log_softmax(-1).gather(1, token[:, None])[:, 0]  # [target entries]
         nll = torch.zeros(n, device=device, dtype=torch.float64).index_add(0, token_owner, -token_log_probs.double())
         nll = (nll / tokens_per_request).float()  # [n]
@@ -176,6 +180,23 @@ def _optimise_chunk(
             delta.mul_((max_norm / norms.clamp_min(1e-12)).clamp(max=1.0)[:, None])
     read = first["read"].view(n, contexts.n_templates, -1).mean(1) if read_hook is not None else None
     return ValueDeltas(delta.detach(), first["original"], steps.tolist(), final_nll.tolist(), read)
+
+
+def _run_running_rows(
+    model: TransformerBridge, rows: CutRows, predict: torch.Tensor, hooks: list, row_running: torch.Tensor,
+    entry_row: torch.Tensor, running: dict, owner: torch.Tensor,
+) -> Float[torch.Tensor, "predicted vocab"]:
+    """Logits at every predicted position, computed for the rows in ``row_running`` only (the
+    others, whose requests are done, read as zeros and are left out of the loss)."""
+    if bool(row_running.all()):
+        running.update(batch=torch.arange(len(owner), device=owner.device), edit_index=rows.edit_index, owner=owner)
+        return rows.run(model, predict, hooks).float()
+    kept = row_running.nonzero()[:, 0]  # [k], ascending
+    subset = rows.select(kept)
+    running.update(batch=torch.arange(len(kept), device=owner.device), edit_index=subset.edit_index, owner=owner[kept])
+    partial = subset.run(model, predict[kept], hooks).float()  # [predicted in kept rows, vocab]
+    entries = row_running[entry_row].nonzero()[:, 0]
+    return partial.new_zeros(len(entry_row), partial.shape[-1]).index_copy(0, entries, partial)
 
 
 def _essence_request(request: EditRequest) -> EditRequest:
