@@ -156,13 +156,15 @@ def _trace_one(model, script: StoryScript, figures: _Figures) -> None:
     print(f"\n== 2. causal trace of {script.trace_prompt!r} -> {traces[0].answer.strip()!r} "
           f"({script.trace_samples} noise samples, window {window}; {path.name})")
     print(f"clean p = {traces[0].clean_prob:.3f}, subject corrupted p = {traces[0].corrupted_prob:.3f}")
-    print("p(answer) restored, best layer at the last subject token and at the last token:")
+    print("strongest restoration of p(answer) among the subject's tokens, and at the last token:")
     for result in traces:
-        cells = []
-        for token in (result.subject_end - 1, len(result.tokens) - 1):
-            layer = int(result.scores[token].argmax())
-            cells.append(f"{result.tokens[token]!r} layer {layer} (p = {result.scores[token, layer]:.3f})")
-        print(f"  {result.kind:>6}: " + ";  ".join(cells))
+        subject = result.scores[result.subject_start : result.subject_end]  # [subject tokens, layers]
+        offset, subject_layer = divmod(int(subject.argmax()), subject.shape[1])
+        last = len(result.tokens) - 1
+        last_layer = int(result.scores[last].argmax())
+        print(f"  {result.kind:>6}: {result.tokens[result.subject_start + offset]!r} layer {subject_layer} "
+              f"(p = {subject.max():.3f});  {result.tokens[last]!r} layer {last_layer} "
+              f"(p = {result.scores[last, last_layer]:.3f})")
 
 
 def _average_effect(model, n_facts: int, kinds: tuple[str, ...], figures: _Figures) -> None:
