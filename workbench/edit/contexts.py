@@ -16,6 +16,7 @@ from jaxtyping import Float
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
+from workbench.capture import activation_until
 from workbench.data import EditRequest
 from workbench.edit.stats import statistics_fingerprint
 from workbench.sampling import sample_top_k
@@ -87,27 +88,6 @@ def activations_at_subject(
         positions = torch.tensor(contexts.subject_last[start : start + chunk_rows], device=input_ids.device)
         gathered.append(activation[torch.arange(len(rows), device=input_ids.device), positions].double())
     return torch.cat(gathered)
-
-
-class _Captured(Exception):
-    """Raised from a capture hook to end the forward pass once the activation is in hand."""
-
-
-@torch.no_grad()
-def activation_until(model: TransformerBridge, input_ids: torch.Tensor, hook_name: str) -> Float[torch.Tensor, "batch pos d"]:
-    """The activation at ``hook_name`` on ``input_ids``, running the model only as far as that hook
-    (no later layers, no unembedding: for an early layer most of a forward pass is skipped)."""
-    captured = {}
-
-    def capture(activation, hook=None):
-        captured["activation"] = activation.detach().clone()
-        raise _Captured
-
-    try:
-        model.run_with_hooks(input_ids, return_type=None, fwd_hooks=[(hook_name, capture)])
-    except _Captured:
-        pass
-    return captured["activation"]
 
 
 def mean_keys(

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
+from workbench.capture import run_until
 from workbench.errors import InvalidRequestError
 from workbench.models import cache_root, hf_state_dict
 from workbench.tokens import pad_right
@@ -48,10 +49,6 @@ _CORPORA: list[tuple[str, list[str]]] = []
 
 _PINNED: dict[int, str] = {}
 """id(model) -> weights fingerprint whose statistics are served while edits accumulate."""
-
-
-class _KeysCaptured(Exception):
-    """Raised from the capture hook to end a forward pass once the keys are in hand."""
 
 
 def statistics_fingerprint(model: TransformerBridge) -> str:
@@ -162,22 +159,18 @@ def accumulate_second_moments(
         input_ids = pad_right(batch, pad, model.cfg.device)
         lengths = torch.tensor([len(ids) for ids in batch], device=model.cfg.device)
         mask = torch.arange(input_ids.shape[1], device=model.cfg.device) < lengths[:, None]  # [batch, pos]
-        seen: list[int] = []
 
-        def capture(activation, hook=None):
-            k = activation[mask].float()  # [tokens, d_mlp]
-            sums[hooks[hook.name]].add_((k.T @ k).double())  # a batch's sum in float32, the total in float64
-            seen.append(k.shape[0])
-            if len(seen) == len(layers):
-                raise _KeysCaptured  # the layers above are not needed: stop the forward pass here
+        def accumulate(layer: int):
+            def add(activation: torch.Tensor) -> None:
+                k = activation[mask].float()  # [tokens, d_mlp]
+                sums[layer].add_((k.T @ k).double())  # a batch's sum in float32, the total in float64
 
-        try:
-            model.run_with_hooks(input_ids, return_type=None,
-                                 fwd_hooks=[(name, capture) for name in hooks])
-        except _KeysCaptured:
-            pass
+            return add
+
+        # the layers above the highest are not needed: the pass stops there
+        run_until(model, input_ids, {name: accumulate(layer) for name, layer in hooks.items()})
         bar.update(len(batch))
-        return seen[0]
+        return int(mask.sum())
 
     encoded = [tokenizer(text, truncation=True, max_length=model.cfg.n_ctx)["input_ids"] for text in texts]
     for ids in sorted(encoded, key=len):  # batches of similar lengths waste little on padding

@@ -11,8 +11,8 @@ token, makes the model complete request i's prompt with ``target_new``:
 where v_i is the activation being changed (ROME: the MLP output of the edit layer; MEMIT: the
 residual stream after the last edited layer). The requests are independent, so they are optimised
 together: each row of a batch carries one request's delta, a request stops moving once its NLL is
-below ``stop_loss`` and its rows leave the batch, and batches are chunked to bound memory. The reference implementations
-optimise one request at a time. The KL direction and the form of the weight decay follow the
+below ``stop_loss`` (and its rows leave the batch), and batches are chunked to bound memory. The
+reference implementations optimise one request at a time. The KL direction and the form of the weight decay follow the
 reference implementation; the last step only measures (the delta returned is the one measured).
 
 Each step re-runs only the tokens from the subject's last token on (:mod:`workbench.edit.cut_rows`:
