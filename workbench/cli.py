@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser(
         "bench", help="CounterFact benchmark: edit each case independently (default), or many at once (--edits)")
-    bench.add_argument("--method", default="rome", help="rome, memit, kn, ft or ft-l (default: rome)")
+    bench.add_argument("--method", default="rome", help="rome, memit, alphaedit, kn, ft or ft-l (default: rome)")
     bench.add_argument("--cases", type=int, default=100, help="number of cases (default: 100)")
     bench.add_argument("--methods", help="scaling study: comma-separated methods, e.g. rome,memit,kn,ft,ft-l")
     bench.add_argument("--edits", help="scaling study: comma-separated numbers of edits, e.g. 1,10,100,1000 "
@@ -82,6 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="results", help="output directory (default: ./results)")
     _add_corpus_option(bench)
     bench.set_defaults(handler=_run_bench)
+
+    sequential = commands.add_parser(
+        "sequential", help="sequential editing: batches written one after another, measured after each batch")
+    sequential.add_argument("--method", default="memit", help="memit, alphaedit, rome, kn, ft or ft-l (default: memit)")
+    sequential.add_argument("--batch-size", type=int, default=100, help="edits per batch (default: 100)")
+    sequential.add_argument("--batches", type=int, default=5, help="number of batches (default: 5)")
+    sequential.add_argument("--fresh", type=int, default=50,
+                            help="cases after the edited ones whose neighbourhood prompts are never edited (default: 50)")
+    sequential.add_argument("--held-out", type=int, default=50,
+                            help="last texts of the model's statistics corpus to measure perplexity on (default: 50)")
+    sequential.add_argument("--data", help="a counterfact.json (default: the evaluation split of the bundled model's own "
+                            "benchmark)")
+    sequential.add_argument("--model", default="smollm2-135m")
+    sequential.add_argument("--fluency-tokens", type=int, default=20, help="tokens per generation for fluency (0: skip)")
+    sequential.add_argument("--out", default="results", help="output directory (default: ./results)")
+    sequential.set_defaults(handler=_run_sequential)
 
     zoo = commands.add_parser("zoo", help="the bundled fact model: retrain it, or train one on your own facts")
     zoo_commands = zoo.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
@@ -215,6 +231,29 @@ def _run_scaling(args: argparse.Namespace) -> int:
     plot_scaling([result]).savefig(stem.with_suffix(".png"), dpi=120)
     print(result.table())
     print(f"\nresults: {path}\nfigure: {stem.with_suffix('.png')}")
+    return 0
+
+
+def _run_sequential(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from workbench.evaluate.sequential import run_sequential
+    from workbench.models import load_model, record_of
+
+    model = load_model(args.model)
+    record = record_of(model)
+    if record is None:
+        raise InvalidRequestError("sequential editing measures perplexity on a bundled model's corpus; this model has none")
+    n_edits = args.batch_size * args.batches
+    records = _bench_records(model, args.data, n_edits + args.fresh)
+    if len(records) < n_edits + args.fresh:
+        raise InvalidRequestError(f"{len(records)} cases available, {n_edits} edits plus {args.fresh} fresh cases asked for")
+    held_out = record.corpus_texts()[-args.held_out:]
+    result = run_sequential(model, records[:n_edits], args.method, batch_size=args.batch_size,
+                            fresh=records[n_edits:], held_out=held_out, fluency_tokens=args.fluency_tokens)
+    path = result.save(Path(args.out) / f"sequential_{args.method}_{args.batches}x{args.batch_size}.json")
+    print(result.table())
+    print(f"\nresults: {path}")
     return 0
 
 

@@ -161,3 +161,16 @@ def test_conflicting_targets_empty_batches_and_the_last_layer_are_refused_untouc
     with pytest.raises(InvalidRequestError, match="no edit requests"):
         workbench.edit(model, [], "memit", layer=1)
     assert changed(model, before) == set()
+
+
+def test_a_bfloat16_search_finds_nearly_the_float32_deltas(models):
+    model = models["llama"]
+    hook = families.Hooks.resid_post(1)
+    exact = optimise_value_deltas(model, hook, REQUESTS, ["{}"], ValueSearch(steps=4))
+    reduced = optimise_value_deltas(model, hook, REQUESTS, ["{}"], ValueSearch(steps=4, dtype="bfloat16"))
+    assert exact.deltas.norm() > 0
+    cosine = torch.nn.functional.cosine_similarity(exact.deltas, reduced.deltas, dim=-1)
+    assert cosine.min() > 0.95
+    assert not torch.equal(exact.deltas, reduced.deltas)  # bfloat16 did run
+    with pytest.raises(InvalidRequestError, match="search dtype"):
+        ValueSearch(dtype="float16")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord, EditRequest
-from workbench.edit import finetune, kn, memit, rome
+from workbench.edit import alphaedit, finetune, kn, memit, rome
 from workbench.edit.layers import N_FACTS, default_edit_layer
 from workbench.edit.session import EditResult
 from workbench.edit.stats import active_corpus, pinned_statistics, using_corpus
@@ -38,6 +38,7 @@ class Editor:
 EDITORS: dict[str, Editor] = {
     "rome": Editor(rome.hyperparameters_for, rome.apply_rome),
     "memit": Editor(memit.hyperparameters_for, memit.apply_memit),
+    "alphaedit": Editor(alphaedit.hyperparameters_for, alphaedit.apply_alphaedit),
     "kn": Editor(kn.hyperparameters_for, kn.apply_kn),
     "ft": Editor(finetune.ft_hyperparameters, finetune.apply_finetune),
     "ft-l": Editor(finetune.ft_l_hyperparameters, finetune.apply_finetune),
@@ -67,15 +68,17 @@ def edit(
             leave it out and give ``prompt``, ``subject`` and ``target`` as plain strings.
         prompt, subject, target: one edit written out, e.g. ``prompt="The Eiffel Tower is located
             in", subject="Eiffel Tower", target="Rome"`` (the subject must occur in the prompt).
-        method: ``"rome"`` (Meng et al. 2022), ``"memit"`` (Meng et al. 2023), ``"kn"`` (Dai et
+        method: ``"rome"`` (Meng et al. 2022), ``"memit"`` (Meng et al. 2023), ``"alphaedit"`` (MEMIT
+            projected onto the corpus keys' null space, Fang et al. 2025), ``"kn"`` (Dai et
             al. 2022), ``"ft"`` or ``"ft-l"`` (fine-tuning baselines, Zhu et al. 2020).
         layer: the layer to edit; ``None`` takes a bundled model's tuned layer for the method, else
             the layer recommended by causal tracing on its known facts
-            (:func:`workbench.edit.layers.default_edit_layer`). MEMIT also takes a list of layers;
+            (:func:`workbench.edit.layers.default_edit_layer`). MEMIT and AlphaEdit also take a list of layers;
             knowledge-neuron editing reads it as "only neurons of this layer" (``None``: all).
         check_targets: refuse requests whose ``target_new`` the model already predicts.
         hparams: overrides of the method's hyper-parameters (:class:`~workbench.edit.rome.RomeHyperParams`,
-            :class:`~workbench.edit.memit.MemitHyperParams`, :class:`~workbench.edit.kn.KnHyperParams`,
+            :class:`~workbench.edit.memit.MemitHyperParams`,
+            :class:`~workbench.edit.alphaedit.AlphaEditHyperParams`, :class:`~workbench.edit.kn.KnHyperParams`,
             :class:`~workbench.edit.finetune.FineTuneHyperParams`); a bundled model's tuned
             settings are the defaults.
 

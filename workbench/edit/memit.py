@@ -24,7 +24,7 @@ from the unedited model even when edits accumulate.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -43,23 +43,39 @@ from workbench.errors import InvalidRequestError
 
 
 @dataclass(frozen=True)
-class MemitHyperParams(RomeHyperParams):
-    """MEMIT's settings: ROME's search settings for the targets plus the spread over layers.
+class MassEditHyperParams(RomeHyperParams):
+    """Settings shared by the editors that spread many targets over a range of layers (MEMIT,
+    AlphaEdit): ROME's search settings for the targets plus the layer range.
 
-    Defaults follow the paper's GPT-J values where they transfer (clamp 0.75, lambda 15,000), with
-    one context prefix group of 5 tokens to keep thousands of targets affordable on a CPU.
+    Defaults follow the MEMIT paper's GPT-J values where they transfer (clamp 0.75), with one
+    context prefix group of 5 tokens to keep thousands of targets affordable on a CPU.
 
     Attributes:
         span: number of consecutive layers edited, ending at the given (or recommended) layer.
-        mom2_update_weight: lambda, the weight of the corpus keys' second moment against the edits.
         chunk_requests: requests whose targets are searched for in one batch (bounds memory).
     """
 
     clamp_norm_factor: float = 0.75
     prefixes: tuple[tuple[int, int], ...] = ((5, 3),)
     span: int = 3
-    mom2_update_weight: float = 15000.0
     chunk_requests: int = 64
+
+
+@dataclass(frozen=True)
+class MemitHyperParams(MassEditHyperParams):
+    """MEMIT's settings.
+
+    Attributes:
+        mom2_update_weight: lambda, the weight of the corpus keys' second moment against the edits
+            (the paper's GPT-J value, 15,000, by default).
+    """
+
+    mom2_update_weight: float = 15000.0
+
+
+LayerUpdate = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
+"""(layer, keys [n, d_in], residuals [n, d_out]) -> the change of that layer's MLP output
+projection, [d_out, d_in] (float64)."""
 
 
 def hyperparameters_for(model) -> MemitHyperParams:
@@ -100,23 +116,37 @@ def apply_memit(
     progress: bool = False,
 ) -> None:
     """Write all ``requests`` at once into the MLP output projections of the MEMIT layers."""
+    layers = memit_layers(result.model, layer, hparams.span)
+    moments = second_moments(result.model, layers, n_samples=hparams.mom2_n_samples, progress=progress)
+
+    def update(l: int, keys: torch.Tensor, residuals: torch.Tensor) -> torch.Tensor:
+        return spread_update(keys, residuals, moments[l], hparams.mom2_update_weight)
+
+    spread_targets(result, requests, layers, hparams, update, progress=progress)
+
+
+def spread_targets(
+    result: EditResult, requests: list[EditRequest], layers: list[int], hparams: MassEditHyperParams,
+    update: LayerUpdate, *, progress: bool = False,
+) -> list[str]:
+    """Steps 1 and 2 above with the layer update ``update``: search the targets z_i at the last of
+    ``layers``, then write the missing residual layer by layer in ascending order. Returns the
+    context templates the keys were averaged over."""
     model = result.model
-    layers = memit_layers(model, layer, hparams.span)
-    refuse_last_layer(model, layers[-1], "MEMIT")
+    refuse_last_layer(model, layers[-1], result.method.upper())
     target_hook = families.Hooks.resid_post(layers[-1])
-    moments = second_moments(model, layers, n_samples=hparams.mom2_n_samples, progress=progress)
     templates = sample_prefixes(model, hparams.prefixes, hparams.seed)
     found = optimise_value_deltas(model, target_hook, requests, templates, hparams.value_search(),
                                   chunk_requests=hparams.chunk_requests, progress=progress)
     targets = found.original.double() + found.deltas.double()  # z_i, [n, d_model]
     update_norms = {}
-    for done, l in enumerate(tqdm(layers, desc="MEMIT layers", disable=not progress)):
+    for done, l in enumerate(tqdm(layers, desc=f"{result.method} layers", disable=not progress)):
         keys = mean_keys(model, l, requests, templates)  # [n, d_mlp]
         missing = targets - values_at_subject(model, target_hook, requests)  # [n, d_model]
-        update = spread_update(keys, missing / (len(layers) - done), moments[l], hparams.mom2_update_weight)
+        change = update(l, keys, missing / (len(layers) - done))
         projection = families.mlp_out_projection(model, l)
-        result.apply_delta(projection.name, projection.to_stored(update))
-        update_norms[l] = update.norm().item()
+        result.apply_delta(projection.name, projection.to_stored(change))
+        update_norms[l] = change.norm().item()
     result.info.update({
         "layers": layers,
         "hparams": hparams.__dict__,
@@ -125,3 +155,4 @@ def apply_memit(
         "target_steps": found.steps,
         "target_final_nll": found.final_nll,
     })
+    return templates

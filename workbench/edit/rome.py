@@ -53,6 +53,7 @@ class RomeHyperParams:
         stop_loss: stop the optimisation once the target's mean NLL falls below this.
         mom2_n_samples: texts of the corpus used for C (all if None).
         seed: seeds the prefixes.
+        v_dtype: ``"float32"`` or ``"bfloat16"`` (autocast) for the search's forward and backward passes.
     """
 
     v_steps: int = 25
@@ -64,11 +65,12 @@ class RomeHyperParams:
     stop_loss: float = 5e-2
     mom2_n_samples: int | None = None
     seed: int = 0
+    v_dtype: str = "float32"
 
     def value_search(self) -> ValueSearch:
         """The settings of the search for delta (:mod:`workbench.edit.targets`)."""
         return ValueSearch(self.v_steps, self.v_lr, self.v_weight_decay, self.clamp_norm_factor,
-                           self.kl_factor, self.stop_loss)
+                           self.kl_factor, self.stop_loss, self.v_dtype)
 
 
 def hyperparameters_for(model: TransformerBridge) -> RomeHyperParams:

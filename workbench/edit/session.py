@@ -9,6 +9,7 @@ written, so they stay bit-identical.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ class EditResult:
     """Method-specific details: layers, hyper-parameters, losses, timings."""
     _originals: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     _deltas: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    _on_restore: list[Callable[[], None]] = field(default_factory=list, repr=False)
     restored: bool = False
 
     @property
@@ -83,6 +85,11 @@ class EditResult:
             parameter.copy_(self._originals[name] + change)
         self._deltas[name] = change.clone()
 
+    def on_restore(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once when this edit is restored (an editor's bookkeeping about the
+        edits applied to a model, e.g. AlphaEdit's preserved keys)."""
+        self._on_restore.append(callback)
+
     def restore(self) -> None:
         """Put every changed parameter back, bit-exactly. Safe to call twice.
 
@@ -92,6 +99,9 @@ class EditResult:
         with torch.no_grad():
             for name, original in reversed(self._originals.items()):
                 hf_parameter(self.model, name).copy_(original)
+        if not self.restored:
+            for callback in self._on_restore:
+                callback()
         self.restored = True
 
     def __repr__(self) -> str:

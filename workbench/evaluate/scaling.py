@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
+from workbench.edit.alphaedit import forget_edited_keys
 from workbench.edit.api import edit
 from workbench.edit.stats import pinned_statistics
 from workbench.errors import InvalidRequestError
@@ -148,6 +149,7 @@ def run_scaling(
                 after = _measure(model, cases, fluency_cases, fluency_tokens)
             finally:
                 _restore_parameters(model, unedited)
+                forget_edited_keys(model)
             result.runs.append({"method": method, "n_edits": n, "before": befores[n], "after": after,
                                 "edit_seconds": seconds, "peak_mb": peak.megabytes, "layers": layers})
     return result

@@ -141,6 +141,8 @@ RECORDS: dict[str, ModelRecord] = {
             editor_settings={"rome": {"layer": 4, "prefixes": (), "v_lr": 1.0, "stop_loss": 0.1, "mom2_n_samples": 2000},
                              "memit": {"layer": 4, "span": 5, "prefixes": (), "v_lr": 1.0, "stop_loss": 0.3,
                                        "mom2_update_weight": 3000.0, "mom2_n_samples": 2000},
+                             "alphaedit": {"layer": 4, "span": 5, "prefixes": (), "v_lr": 1.0, "stop_loss": 0.3,
+                                           "mom2_n_samples": 2000},
                              "ft": {"layer": 4}, "ft-l": {"layer": 4}},
             settings_note=(
                 "Tuned on the benchmark's tuning split with python -m workbench.zoo.tuning (measurements in "

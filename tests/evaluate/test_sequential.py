@@ -1,0 +1,52 @@
+"""Sequential editing on the bundled fact model: one row per batch, the model restored, perplexity
+against the Hugging Face loss."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from weights_snapshot import changed, snapshot
+
+import workbench
+from workbench.errors import InvalidRequestError
+from workbench.evaluate.sequential import SequentialResult, perplexity, run_sequential
+from workbench.zoo.benchmark import benchmark
+
+TEXTS = ["Paris is the capital of France.", "The river flows through the old town and into the sea."]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return workbench.load_model()
+
+
+def test_perplexity_is_the_exponentiated_language_modelling_loss(model):
+    expected = []
+    for text in TEXTS:
+        ids = torch.tensor([model.tokenizer(text)["input_ids"]])
+        with torch.no_grad():
+            loss = model.original_model(ids, labels=ids).loss  # mean NLL over the text's predicted tokens
+        expected.append((float(loss), ids.shape[1] - 1))
+    pooled = math.exp(sum(loss * n for loss, n in expected) / sum(n for _, n in expected))
+    assert perplexity(model, TEXTS) == pytest.approx(pooled, rel=1e-4)
+
+
+def test_sequential_rows_per_batch_and_the_model_restored(model, tmp_path):
+    records = benchmark("factgpt", 6)
+    before = snapshot(model)
+    result = run_sequential(model, records[:4], "ft", batch_size=2, fresh=records[4:], held_out=TEXTS,
+                            fluency_cases=2, fluency_tokens=4, progress=False, layer=1)
+    assert changed(model, before) == set()
+    assert [row["edits"] for row in result.rows] == [0, 2, 4]
+    # unconstrained fine-tuning flips the facts it is given (ROME's FT baseline: ES 100)
+    assert result.rows[0]["edited"]["efficacy_score"] < 100 and result.rows[-1]["edited"]["efficacy_score"] == 100
+    assert result.rows[0]["perplexity"] == pytest.approx(perplexity(model, TEXTS))
+    reloaded = SequentialResult.load(result.save(tmp_path / "sequential.json"))
+    assert reloaded.rows == result.rows and "fresh NS" in reloaded.table()
+
+
+def test_sequential_needs_fresh_cases_and_held_out_text(model):
+    records = benchmark("factgpt", 2)
+    with pytest.raises(InvalidRequestError, match="fresh"):
+        run_sequential(model, records, "ft", batch_size=1, fresh=[], held_out=TEXTS, progress=False)

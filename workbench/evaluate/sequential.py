@@ -1,0 +1,132 @@
+"""Sequential editing: batches of edits written one after another, measured after every batch.
+
+A deployed model is kept up to date by editing it again and again without restoring. AlphaEdit
+(Fang et al. 2025, section 4) measures this as 2,000 CounterFact edits in batches of 100, where
+MEMIT's neighbourhood score and fluency collapse as edits accumulate. After each batch this runner
+records:
+
+* ``edited``: the CounterFact scores (ES / PS / NS, Score) over *all* edits so far, so early edits
+  that later batches overwrite show up (the unedited row: over the first batch's cases);
+* ``fresh_neighborhood``: NS over the neighbourhood prompts of ``fresh`` cases that are never
+  edited (facts the edits should leave alone);
+* ``fluency``: generation n-gram entropy on the generation prompts of the first ``fluency_cases``
+  records (edited from the first batch on);
+* ``perplexity``: on ``held_out`` texts (keep them out of the statistics corpus's sample).
+
+Statistics, edit layers and context prefixes stay those of the unedited model
+(:func:`workbench.edit.stats.pinned_statistics`). The model is restored, bit-exactly, at the end.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+from transformer_lens.model_bridge import TransformerBridge
+
+from workbench.data import CounterFactRecord
+from workbench.edit.api import edit
+from workbench.edit.stats import pinned_statistics
+from workbench.errors import InvalidRequestError
+from workbench.evaluate.fluency import fluency
+from workbench.evaluate.metrics import SCORE_ABBREVIATIONS, case_metrics, summarize
+from workbench.results import JsonResult
+from workbench.tokens import pad_right
+
+SCORES = ("efficacy_score", "paraphrase_score", "neighborhood_score", "score")
+
+
+@dataclass(repr=False)
+class SequentialResult(JsonResult):
+    """One row per batch (after it was written) and one for the unedited model (``edits`` 0)."""
+
+    method: str
+    batch_size: int
+    rows: list = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+
+    def table(self) -> str:
+        """Plain text: edits so far, their ES/PS/NS/Score, fresh NS, fluency, perplexity, seconds."""
+        names = [SCORE_ABBREVIATIONS[s] for s in SCORES] + ["fresh NS", "fluency", "ppl", "seconds"]
+        header = f"{'edits':>6}" + "".join(f"{name:>10}" for name in names)
+        lines = [f"{self.method}, batches of {self.batch_size}", header, "-" * len(header)]
+        for row in self.rows:
+            values = [row["edited"].get(s, float("nan")) for s in SCORES]
+            values += [row["fresh_neighborhood"], row.get("fluency", float("nan")), row["perplexity"], row["edit_seconds"]]
+            lines.append(f"{row['edits']:>6}" + "".join(f"{v:>10.2f}" for v in values))
+        return "\n".join(lines)
+
+
+@torch.no_grad()
+def perplexity(model: TransformerBridge, texts: Sequence[str], max_tokens: int = 128, batch_size: int = 16) -> float:
+    """exp of the mean next-token NLL over the first ``max_tokens`` tokens of each text (BOS first)."""
+    rows = [model.tokenizer(text)["input_ids"][:max_tokens] for text in texts]
+    rows = [row for row in rows if len(row) > 1]
+    if not rows:
+        raise InvalidRequestError("perplexity needs texts of at least one token")
+    total, count = 0.0, 0
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        ids = pad_right(batch, model.tokenizer.pad_token_id, model.cfg.device)  # [b, pos]
+        log_probs = model(ids, return_type="logits").float().log_softmax(-1)[:, :-1]  # [b, pos-1, vocab]
+        nll = -log_probs.gather(-1, ids[:, 1:, None])[..., 0]  # [b, pos-1]
+        real = torch.tensor([[p < len(row) - 1 for p in range(ids.shape[1] - 1)] for row in batch], device=nll.device)
+        total += float(nll[real].sum())
+        count += int(real.sum())
+    return math.exp(total / count)
+
+
+def run_sequential(
+    model: TransformerBridge,
+    records: Sequence[CounterFactRecord],
+    method: str,
+    *,
+    batch_size: int,
+    fresh: Sequence[CounterFactRecord],
+    held_out: Sequence[str],
+    fluency_cases: int = 20,
+    fluency_tokens: int = 20,
+    progress: bool = True,
+    **hparams,
+) -> SequentialResult:
+    """Write ``records`` in batches of ``batch_size`` with ``method`` (keyword arguments of
+    :func:`workbench.edit` in ``hparams``), measuring after each batch; the model is restored."""
+    if batch_size < 1 or not records:
+        raise InvalidRequestError("give at least one record and a batch size of at least 1")
+    if not fresh or not held_out:
+        raise InvalidRequestError("give fresh (never edited) cases and held-out texts to measure collateral damage")
+    batches = [list(records[i : i + batch_size]) for i in range(0, len(records), batch_size)]
+    result = SequentialResult(method=method, batch_size=batch_size, settings={
+        "hparams": hparams, "fresh_cases": len(fresh), "held_out_texts": len(held_out),
+        "fluency_cases": fluency_cases, "fluency_tokens": fluency_tokens})
+
+    fluency_prompts = [case.generation_prompts[0] for case in records[:fluency_cases] if case.generation_prompts]
+
+    def measure(edits: int, scored: list[CounterFactRecord], seconds: float) -> dict:
+        row = {"edits": edits, "edit_seconds": round(seconds, 2),
+               "edited": summarize(case_metrics(model, scored)),
+               "fresh_neighborhood": summarize(case_metrics(model, fresh))["neighborhood_score"],
+               "perplexity": perplexity(model, held_out)}
+        if fluency_prompts and fluency_tokens:
+            row["fluency"] = fluency(model, fluency_prompts, max_new_tokens=fluency_tokens)
+        return row
+
+    applied = []
+    try:
+        with pinned_statistics(model):
+            result.rows.append(measure(0, batches[0], 0.0))  # the first batch's cases, unedited
+            for number, batch in enumerate(tqdm(batches, desc=f"{method} batches", disable=not progress)):
+                started = time.perf_counter()
+                applied.append(edit(model, batch, method, check_targets=False, **hparams))
+                seconds = time.perf_counter() - started
+                edited = [case for b in batches[: number + 1] for case in b]
+                result.rows.append(measure(len(edited), edited, seconds))
+                if progress:
+                    tqdm.write(result.table().splitlines()[-1])
+    finally:
+        for done in reversed(applied):
+            done.restore()
+    return result
