@@ -75,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="scaling study: all edits in one call, or one group after another (default: batch)")
     bench.add_argument("--batch-size", type=int, default=1, help="sequential mode: edits per group (default: 1)")
     bench.add_argument("--layer", type=int, help="layer to edit (default: recommended by causal tracing)")
-    bench.add_argument("--data", help="a counterfact.json (default: the evaluation split of the bundled model's own "
-                       "benchmark)")
+    bench.add_argument("--data", help="a counterfact.json, or 'cities' for requests about GeoNames cities (default: the "
+                       "evaluation split of the bundled model's own benchmark)")
     bench.add_argument("--model", default="factgpt")
     bench.add_argument("--fluency-tokens", type=int, default=30, help="tokens per generation for fluency (0: skip)")
     bench.add_argument("--out", default="results", help="output directory (default: ./results)")
@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="cases after the edited ones whose neighbourhood prompts are never edited (default: 50)")
     sequential.add_argument("--held-out", type=int, default=50,
                             help="last texts of the model's statistics corpus to measure perplexity on (default: 50)")
-    sequential.add_argument("--data", help="a counterfact.json (default: the evaluation split of the bundled model's own "
-                            "benchmark)")
+    sequential.add_argument("--data", help="a counterfact.json, or 'cities' (default: the evaluation split of the "
+                            "bundled model's own benchmark)")
     sequential.add_argument("--model", default="smollm2-135m")
     sequential.add_argument("--fluency-tokens", type=int, default=20, help="tokens per generation for fluency (0: skip)")
     sequential.add_argument("--out", default="results", help="output directory (default: ./results)")
@@ -258,17 +258,28 @@ def _run_sequential(args: argparse.Namespace) -> int:
 
 
 def _bench_records(model, data: str | None, n_cases: int):
-    """The first ``n_cases`` CounterFact cases: from ``--data``, else the evaluation split of the model's own
-    benchmark (its record's; settings are tuned on the other split)."""
+    """The first ``n_cases`` CounterFact cases: from ``--data`` (a file, or ``cities`` for the requests
+    of :mod:`workbench.zoo.mass_requests`), else the evaluation split of the model's own benchmark (its
+    record's; settings are tuned on the other split)."""
     from workbench.data import read_counterfact
     from workbench.models import record_of
 
+    record = record_of(model)
+    if data == "cities":
+        from workbench.zoo.mass_requests import mass_requests
+
+        if record is None:
+            raise InvalidRequestError("--data cities needs a bundled model (its record's templates)")
+        return mass_requests(model.tokenizer, record.name, n_cases)
     if data:
         return read_counterfact(data)[:n_cases]
-    record = record_of(model)
     if record is None:
         raise InvalidRequestError("this model has no bundled benchmark: pass --data counterfact.json")
-    return record.benchmark(n_cases, split="evaluation")
+    cases = record.benchmark(n_cases, split="evaluation")
+    if len(cases) < n_cases:
+        raise InvalidRequestError(f"the evaluation split of {record.name}'s benchmark has {len(cases)} cases, "
+                                  f"{n_cases} asked for; pass --data cities for up to 24,000 requests about cities")
+    return cases
 
 
 def _run_zoo_train(args: argparse.Namespace) -> int:

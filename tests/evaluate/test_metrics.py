@@ -35,7 +35,10 @@ def _product_probability(reference, tokenizer, prompt: str, target: str) -> floa
     return probability
 
 
-def test_multi_token_probability_is_the_teacher_forced_product(model, reference):
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_multi_token_probability_is_the_teacher_forced_product(tiny_model_dirs, family):
+    model = workbench.load_model(tiny_model_dirs[family])
+    reference = AutoModelForCausalLM.from_pretrained(tiny_model_dirs[family]).eval()
     prompts = ["The capital of France is", "Rome is the capital of", "Oxygen has the symbol"]
     targets = ["Paris Berlin", "Italy", "O"]
     scores = score_targets(model, prompts, targets)

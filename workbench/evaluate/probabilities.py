@@ -40,7 +40,8 @@ def score_targets(
     the logits of ``prompt + target`` without its last token, and pairs needing the same input
     share one row: every single-token target of a prompt is scored from the prompt alone, so
     scoring two such targets per prompt (CounterFact's new and true objects) costs one row.
-    Rows are sorted by length, so batches carry little padding; ``batch_size`` counts rows.
+    Rows are sorted by length, so batches carry little padding; ``batch_size`` counts rows. Only
+    the scored positions are projected onto the vocabulary.
     """
     if len(prompts) != len(targets):
         raise InvalidRequestError(f"{len(prompts)} prompts but {len(targets)} targets")
@@ -64,11 +65,21 @@ def score_targets(
     scores: list[torch.Tensor] = [torch.empty(0)] * len(pairs)
     for start in range(0, len(inputs), batch_size):
         batch = [list(ids) for ids in inputs[start : start + batch_size]]
-        logits = model(pad_right(batch, tokenizer.pad_token_id, model.cfg.device), return_type="logits")
+        input_ids = pad_right(batch, tokenizer.pad_token_id, model.cfg.device)
+        # unembed only the scored positions: the logits come back flattened in row-major order
+        keep = torch.zeros_like(input_ids, dtype=torch.bool)
         for offset in range(len(batch)):
             for pair_index in wanted_by_row[start + offset]:
                 _, first, target_ids = pairs[pair_index]
-                scored = logits[offset, first : first + len(target_ids)].float().log_softmax(-1)  # [target, vocab]
+                keep[offset, first : first + len(target_ids)] = True
+        flat_index = torch.full(keep.shape, -1, dtype=torch.long, device=keep.device)
+        flat_index[keep] = torch.arange(int(keep.sum()), device=keep.device)
+        logits = model(input_ids, return_type="logits", logits_to_keep=keep)  # [kept, vocab]
+        for offset in range(len(batch)):
+            for pair_index in wanted_by_row[start + offset]:
+                _, first, target_ids = pairs[pair_index]
+                kept = flat_index[offset, first : first + len(target_ids)]
+                scored = logits[kept].float().log_softmax(-1)  # [target, vocab]
                 wanted = torch.tensor(target_ids, device=scored.device)
                 hits = (scored.argmax(-1) == wanted).float()
                 log_prob = scored.gather(-1, wanted[:, None]).sum()
