@@ -13,7 +13,7 @@ from workbench.errors import InvalidRequestError, SubjectNotInPromptError
 FAST = {"v_steps": 5, "mom2_n_samples": 200, "prefixes": ()}
 ENTRY_POINTS = ("load_model", "trace", "trace_kinds", "trace_many", "attribute", "knowledge_neurons",
                 "activation_patching", "attribution_patching", "memory", "edit", "load_edit", "run_bench",
-                "run_scaling", "case_metrics", "summarize", "benchmark", "top_predictions")
+                "run_scaling", "run_sequential", "case_metrics", "summarize", "benchmark", "top_predictions")
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ The main entry points are importable from here, so a notebook needs one import l
 Where is a fact stored: :func:`trace`, :func:`trace_kinds`, :func:`trace_many`,
 :func:`activation_patching`, :func:`attribution_patching`, :func:`attribute`,
 :func:`knowledge_neurons`, :func:`memory`. Can it be rewritten: :func:`edit` (ROME, MEMIT,
-knowledge neurons, fine-tuning), :func:`load_edit`. Did the edit work: :func:`case_metrics`,
-:func:`summarize`, :func:`run_bench`, :func:`run_scaling`, with :func:`benchmark` giving a bundled
-model's CounterFact cases.
+AlphaEdit, knowledge neurons, fine-tuning), :func:`load_edit`. Did the edit work: :func:`case_metrics`,
+:func:`summarize`, :func:`run_bench`, :func:`run_scaling`, :func:`run_sequential`, with
+:func:`benchmark` giving a bundled model's CounterFact cases.
 """
 __version__ = "0.1.0"
 
@@ -25,6 +25,7 @@ from workbench.edit import EditResult, load_edit
 from workbench.evaluate.bench import run_bench
 from workbench.evaluate.metrics import case_metrics, summarize
 from workbench.evaluate.scaling import run_scaling
+from workbench.evaluate.sequential import run_sequential
 from workbench.locate.attribution import attribute
 from workbench.locate.effects import trace_many
 from workbench.locate.memories import memory
@@ -38,6 +39,6 @@ from workbench.zoo.benchmark import benchmark
 __all__ = [
     "CounterFactRecord", "EditRequest", "EditResult", "__version__", "activation_patching", "attribute",
     "attribution_patching", "benchmark", "case_metrics", "edit", "greedy_completion", "intervention_effect",
-    "knowledge_neurons", "load_edit", "load_model", "memory", "run_bench", "run_scaling", "save_model",
+    "knowledge_neurons", "load_edit", "load_model", "memory", "run_bench", "run_scaling", "run_sequential", "save_model",
     "summarize", "top_predictions", "trace", "trace_kinds", "trace_many",
 ]

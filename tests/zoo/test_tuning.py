@@ -52,6 +52,16 @@ def test_the_record_memit_settings_are_a_measured_row():
     assert (record.editor_settings["memit"]["layer"], settings) in measured
 
 
+def test_the_record_alphaedit_projection_settings_are_a_measured_row():
+    """AlphaEdit's projection settings in the record were measured (with MEMIT's other settings)."""
+    record = RECORDS["smollm2-135m"]
+    chosen = {k: record.editor_settings["alphaedit"][k] for k in ("null_space_threshold", "l2")}
+    grids = json.loads(tuning_file(record).read_text())["grid-alphaedit"]["grids"]
+    assert chosen in [row["settings"] for grid in grids for row in grid["rows"]]
+    shared = {k: v for k, v in record.editor_settings["memit"].items() if k != "mom2_update_weight"}
+    assert {k: v for k, v in record.editor_settings["alphaedit"].items() if k not in chosen} == shared
+
+
 def test_the_bundled_tuning_file_backs_the_record_note():
     """The numbers the settings note cites are those measured and kept beside it."""
     record = RECORDS["smollm2-135m"]
