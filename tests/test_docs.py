@@ -19,10 +19,10 @@ METHOD_MODULES = [
     "workbench.locate.tracing", "workbench.locate.effects", "workbench.locate.patching",
     "workbench.locate.attribution", "workbench.locate.token_attribution", "workbench.locate.neurons",
     "workbench.locate.kn_analysis", "workbench.locate.memories", "workbench.locate.subject_swap",
-    "workbench.edit.rome", "workbench.edit.memit",
+    "workbench.edit.rome", "workbench.edit.memit", "workbench.edit.alphaedit",
     "workbench.edit.kn", "workbench.edit.finetune", "workbench.edit.stats", "workbench.edit.targets",
     "workbench.edit.contexts", "workbench.evaluate.metrics", "workbench.evaluate.fluency",
-    "workbench.evaluate.scaling",
+    "workbench.evaluate.scaling", "workbench.evaluate.sequential", "workbench.zoo.mass_requests",
 ]
 CITATION = re.compile(r"et al\.,? \(?(19|20)\d\d|\((19|20)\d\d\)|et al\. (19|20)\d\d")
 

@@ -1,6 +1,6 @@
-"""AlphaEdit: MEMIT with every update projected onto the null space of the preserved keys (Fang et
-al. 2025, "AlphaEdit: Null-Space Constrained Knowledge Editing for Language Models", ICLR 2025,
-section 3).
+"""AlphaEdit: MEMIT with every update projected onto the null space of the preserved keys
+(Fang et al. 2025, "AlphaEdit: Null-Space Constrained Knowledge Editing for Language Models",
+ICLR 2025, section 3).
 
 MEMIT trades the new facts against the corpus keys with a weight lambda; edits applied batch after
 batch add up until the model's other knowledge collapses. AlphaEdit removes the trade-off:
