@@ -133,3 +133,19 @@ def test_zoo_train_never_overwrites_the_bundled_model_by_default(capsys, monkeyp
     assert main(["zoo", "train", "--out", str(RECORDS["factgpt"].folder), "--epochs", "1"]) == 2
     assert "--replace-bundled" in capsys.readouterr().err
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == digest
+
+
+def test_asking_more_cases_than_the_evaluation_split_names_the_cities(capsys):
+    code = main(["bench", "--model", "factgpt", "--method", "ft", "--edits", "5000"])
+    assert code == 2
+    assert "--data cities" in capsys.readouterr().err
+
+
+def test_sequential_editing_prints_a_row_per_batch(tmp_path, capsys):
+    code = main(["sequential", "--model", "factgpt", "--method", "ft", "--batch-size", "1", "--batches", "2",
+                 "--fresh", "2", "--held-out", "3", "--fluency-tokens", "0", "--layer", "1", "--out", str(tmp_path)])
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    table = lines[lines.index("ft, batches of 1") + 3 :]
+    assert [line.split()[0] for line in table[:3]] == ["0", "1", "2"]
+    assert (tmp_path / "sequential_ft_2x1.json").is_file()

@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="last texts of the model's statistics corpus to measure perplexity on (default: 50)")
     sequential.add_argument("--data", help="a counterfact.json, or 'cities' (default: the evaluation split of the "
                             "bundled model's own benchmark)")
+    sequential.add_argument("--layer", type=int, help="layer to edit (default: the record's tuned layer, else causal tracing)")
     sequential.add_argument("--model", default="smollm2-135m")
     sequential.add_argument("--fluency-tokens", type=int, default=20, help="tokens per generation for fluency (0: skip)")
     sequential.add_argument("--out", default="results", help="output directory (default: ./results)")
@@ -249,8 +250,9 @@ def _run_sequential(args: argparse.Namespace) -> int:
     if len(records) < n_edits + args.fresh:
         raise InvalidRequestError(f"{len(records)} cases available, {n_edits} edits plus {args.fresh} fresh cases asked for")
     held_out = record.corpus_texts()[-args.held_out:]
+    layer = {} if args.layer is None else {"layer": args.layer}
     result = run_sequential(model, records[:n_edits], args.method, batch_size=args.batch_size,
-                            fresh=records[n_edits:], held_out=held_out, fluency_tokens=args.fluency_tokens)
+                            fresh=records[n_edits:], held_out=held_out, fluency_tokens=args.fluency_tokens, **layer)
     path = result.save(Path(args.out) / f"sequential_{args.method}_{args.batches}x{args.batch_size}.json")
     print(result.table())
     print(f"\nresults: {path}")
