@@ -39,11 +39,13 @@ figures: install
 	$(BIN)/python figures/scaling.py
 	$(BIN)/python figures/subject_swap.py
 	$(BIN)/python figures/edit_layer.py
+	$(BIN)/python figures/sequential.py
 
 bench: install
 	$(BIN)/python benchmarks/trace_speed.py
 	$(BIN)/python benchmarks/ig_speed.py
 	$(BIN)/python benchmarks/rome_speed.py
+	$(BIN)/python benchmarks/memit_search_speed.py
 
 docs: install
 	$(BIN)/python docs/build_api.py docs/api

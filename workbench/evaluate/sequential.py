@@ -48,6 +48,13 @@ class SequentialResult(JsonResult):
     rows: list = field(default_factory=list)
     settings: dict = field(default_factory=dict)
 
+    def plot(self):
+        """Every metric against the edits so far (:func:`workbench.plot.sequential.plot_sequential`,
+        which also overlays several methods)."""
+        from workbench.plot.sequential import plot_sequential
+
+        return plot_sequential([self])
+
     def table(self) -> str:
         """Plain text: edits so far, their ES/PS/NS/Score, fresh NS, fluency, perplexity, seconds."""
         names = [SCORE_ABBREVIATIONS[s] for s in SCORES] + ["fresh NS", "fluency", "ppl", "seconds"]
