@@ -247,16 +247,18 @@ def _rome(model, script: StoryScript) -> dict:
 
 def _memit(model, n_edits: int, overrides: dict) -> dict:
     import workbench
-    from workbench.evaluate.metrics import case_metrics, summarize
+    from workbench.evaluate.metrics import case_metrics, summarize, without_edited_neighbours
 
     records = record_of(model).benchmark(n_edits, split="evaluation")
-    before = summarize(case_metrics(model, records))
+    measured, dropped = without_edited_neighbours(records, [r.requested_rewrite.subject for r in records])
+    before = summarize(case_metrics(model, measured))
     started = time.perf_counter()
     with workbench.edit(model, records, method="memit", progress=True, **overrides) as result:
         seconds = time.perf_counter() - started
-        after = summarize(case_metrics(model, records))
+        after = summarize(case_metrics(model, measured))
     print(f"\n== 6. MEMIT: {len(records)} benchmark edits (evaluation split) in one batch into layers "
-          f"{result.info['layers']} ({seconds:.0f} s)")
+          f"{result.info['layers']} ({seconds:.0f} s); neighbourhood prompts about subjects of the batch "
+          f"({dropped}) are left out of NS")
     rows = [("CounterFact metric", "unedited", "edited")]
     for key, label in (("efficacy_score", "Efficacy Score"), ("paraphrase_score", "Paraphrase Score"),
                        ("neighborhood_score", "Neighborhood Score"), ("score", "Score")):

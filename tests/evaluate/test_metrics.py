@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM
 import workbench
 from workbench.data import CounterFactRecord, EditRequest
 from workbench.evaluate.fluency import generate, ngram_entropy
-from workbench.evaluate.metrics import case_metrics, summarize
+from workbench.evaluate.metrics import case_metrics, summarize, without_edited_neighbours
 from workbench.evaluate.probabilities import score_targets
 
 
@@ -112,3 +112,28 @@ def test_ngram_entropy_closed_form():
 def test_generation_is_reproducible(model):
     prompts = ["The capital of France is", "Rome"]
     assert generate(model, prompts, max_new_tokens=4, seed=1) == generate(model, prompts, max_new_tokens=4, seed=1)
+
+
+def test_neighbours_that_are_edited_subjects_are_left_out():
+    lyon = CounterFactRecord(
+        case_id=0, requested_rewrite=EditRequest("{} is a city in", "Lyon", "Spain", "France"),
+        paraphrase_prompts=("The city of Lyon lies in",),
+        neighborhood_prompts=("Paris is a city in", "The city of Nice lies in", "Nice is a city in", "Lille is in"),
+    )
+    (kept,), dropped = without_edited_neighbours([lyon], ["Lyon", "Nice", "Lille"])
+    # both templates of the case recognise Nice; "Lille is in" uses another template and stays;
+    # the case's own subject is never a neighbour of itself
+    assert kept.neighborhood_prompts == ("Paris is a city in", "Lille is in") and dropped == 2
+    assert kept.requested_rewrite == lyon.requested_rewrite and kept.paraphrase_prompts == lyon.paraphrase_prompts
+    (untouched,), none = without_edited_neighbours([lyon], ["Lyon"])
+    assert untouched == lyon and none == 0
+
+
+def test_a_case_without_neighbours_left_has_no_neighbourhood_score(model):
+    case = CounterFactRecord(case_id=0, requested_rewrite=EditRequest("The capital of {} is", "France", "Rome", "Paris"),
+                             paraphrase_prompts=("France's capital is",), neighborhood_prompts=())
+    other = CounterFactRecord(case_id=1, requested_rewrite=EditRequest("The capital of {} is", "Italy", "Paris", "Rome"),
+                              paraphrase_prompts=(), neighborhood_prompts=("The capital of Italy is",))
+    first, second = case_metrics(model, [case, other])
+    assert "neighborhood_score" not in first and "neighborhood_score" in second
+    assert summarize([first, second])["neighborhood_score"] == second["neighborhood_score"]

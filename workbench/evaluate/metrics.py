@@ -18,7 +18,8 @@ edit is the Drawdown. Per-case values are averaged over prompts, then over cases
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from statistics import harmonic_mean, mean
 
 from transformer_lens.model_bridge import TransformerBridge
@@ -39,6 +40,39 @@ def case_prompts(record: CounterFactRecord) -> dict[str, list[str]]:
         "paraphrase": list(record.paraphrase_prompts),
         "neighborhood": list(record.neighborhood_prompts),
     }
+
+
+def case_templates(record: CounterFactRecord) -> set[str]:
+    """The prompt templates of a case: its rewrite template and its paraphrases with the subject
+    cut out (those containing the subject)."""
+    subject = record.requested_rewrite.subject
+    return {record.requested_rewrite.prompt} | {p.replace(subject, "{}", 1) for p in record.paraphrase_prompts
+                                                if subject in p}
+
+
+def without_edited_neighbours(
+    records: Sequence[CounterFactRecord], edited_subjects: Iterable[str]
+) -> tuple[list[CounterFactRecord], int]:
+    """``records`` without the neighbourhood prompts about a subject in ``edited_subjects`` (written
+    with one of the case's own templates), and how many prompts were dropped.
+
+    A neighbourhood prompt stands for a fact that must not change; when several edits are written
+    together or one after another, a neighbour may be a subject that is itself edited, and its
+    answer then changes as asked. CounterFact draws neighbours from a pool of thousands of subjects,
+    where this is rare; a benchmark of the few hundred facts a small model knows is not: 29.5% of
+    the neighbourhood prompts of 200 smollm2-135m evaluation cases name a subject edited in the same
+    batch. Measure batches and sequences on the remaining prompts (cases left without any have no
+    neighbourhood score). Prompts written with other templates are kept.
+    """
+    subjects = set(edited_subjects)
+    kept, dropped = [], 0
+    for record in records:
+        own = record.requested_rewrite.subject
+        edited = {template.format(s) for template in case_templates(record) for s in subjects if s != own}
+        neighbours = tuple(p for p in record.neighborhood_prompts if p not in edited)
+        dropped += len(record.neighborhood_prompts) - len(neighbours)
+        kept.append(replace(record, neighborhood_prompts=neighbours))
+    return kept, dropped
 
 
 def case_metrics(model: TransformerBridge, records: Sequence[CounterFactRecord]) -> list[dict[str, float]]:
@@ -75,7 +109,7 @@ def case_metrics(model: TransformerBridge, records: Sequence[CounterFactRecord])
 
 def summarize(cases: Sequence[dict[str, float]]) -> dict[str, float]:
     """Means over cases of every metric, and Score, the harmonic mean of the three scores."""
-    keys = [key for key in cases[0] if key != "case_id"]
+    keys = [key for key in dict.fromkeys(key for case in cases for key in case) if key != "case_id"]  # cases may lack a group
     summary = {key: mean(case[key] for case in cases if key in case) for key in keys}
     if all(f"{g}_score" in summary for g in GROUPS):
         summary["score"] = harmonic_mean([summary[f"{g}_score"] for g in GROUPS])

@@ -10,7 +10,9 @@ model and all N are measured with the CounterFact metrics, then the model is res
 
 Statistics (C) and the edit layer are those of the unedited model throughout
 (:func:`workbench.edit.stats.pinned_statistics`); one untimed edit per method computes them
-before the timed runs. Each run records edit wall time, peak memory and the layers edited. Limits: the fluency of a run is measured on the
+before the timed runs. Each run records edit wall time, peak memory and the layers edited. The
+neighbourhood score of N edits leaves out neighbourhood prompts about the N cases' own subjects
+(:func:`workbench.evaluate.metrics.without_edited_neighbours`). Limits: the fluency of a run is measured on the
 generation prompts of at most ``fluency_cases`` of its cases, to keep large N affordable.
 """
 from __future__ import annotations
@@ -29,7 +31,7 @@ from workbench.edit.api import edit
 from workbench.edit.stats import pinned_statistics
 from workbench.errors import InvalidRequestError
 from workbench.evaluate.fluency import fluency
-from workbench.evaluate.metrics import SCORE_ABBREVIATIONS, case_metrics, summarize
+from workbench.evaluate.metrics import SCORE_ABBREVIATIONS, case_metrics, summarize, without_edited_neighbours
 from workbench.evaluate.resources import PeakMemory
 from workbench.results import JsonResult
 
@@ -166,7 +168,10 @@ def _restore_parameters(model: TransformerBridge, copy: dict[str, torch.Tensor])
 
 
 def _measure(model: TransformerBridge, cases: Sequence[CounterFactRecord], fluency_cases: int, tokens: int) -> dict:
-    metrics = summarize(case_metrics(model, cases))
+    """CounterFact metrics of ``cases`` (written together: neighbourhood prompts about their own
+    subjects are left out, their number kept as ``neighbour_prompts_excluded``) and fluency."""
+    measured, dropped = without_edited_neighbours(cases, [case.requested_rewrite.subject for case in cases])
+    metrics = {**summarize(case_metrics(model, measured)), "neighbour_prompts_excluded": dropped}
     prompts = [case.generation_prompts[0] for case in cases[:fluency_cases] if case.generation_prompts]
     if prompts and tokens:
         metrics["fluency"] = fluency(model, prompts, max_new_tokens=tokens)

@@ -13,6 +13,8 @@ records:
   records (edited from the first batch on);
 * ``perplexity``: on ``held_out`` texts (keep them out of the statistics corpus's sample).
 
+Neighbourhood prompts about any subject the run edits are left out of both NS measurements
+(:func:`workbench.evaluate.metrics.without_edited_neighbours`): their answers are meant to change.
 Statistics, edit layers and context prefixes stay those of the unedited model
 (:func:`workbench.edit.stats.pinned_statistics`). The model is restored, bit-exactly, at the end.
 """
@@ -32,7 +34,7 @@ from workbench.edit.api import edit
 from workbench.edit.stats import pinned_statistics
 from workbench.errors import InvalidRequestError
 from workbench.evaluate.fluency import fluency
-from workbench.evaluate.metrics import SCORE_ABBREVIATIONS, case_metrics, summarize
+from workbench.evaluate.metrics import SCORE_ABBREVIATIONS, case_metrics, summarize, without_edited_neighbours
 from workbench.results import JsonResult
 from workbench.tokens import pad_right
 
@@ -105,12 +107,16 @@ def run_sequential(
         raise InvalidRequestError("give at least one record and a batch size of at least 1")
     if not fresh or not held_out:
         raise InvalidRequestError("give fresh (never edited) cases and held-out texts to measure collateral damage")
-    batches = [list(records[i : i + batch_size]) for i in range(0, len(records), batch_size)]
     result = SequentialResult(method=method, batch_size=batch_size, settings={
         "hparams": hparams, "fresh_cases": len(fresh), "held_out_texts": len(held_out),
         "fluency_cases": fluency_cases, "fluency_tokens": fluency_tokens})
 
     fluency_prompts = [case.generation_prompts[0] for case in records[:fluency_cases] if case.generation_prompts]
+    subjects = [case.requested_rewrite.subject for case in records]
+    records, dropped = without_edited_neighbours(records, subjects)
+    fresh, dropped_fresh = without_edited_neighbours(fresh, subjects)
+    result.settings["neighbour_prompts_excluded"] = {"edited": dropped, "fresh": dropped_fresh}
+    batches = [list(records[i : i + batch_size]) for i in range(0, len(records), batch_size)]
 
     def measure(edits: int, scored: list[CounterFactRecord], seconds: float) -> dict:
         row = {"edits": edits, "edit_seconds": round(seconds, 2),
