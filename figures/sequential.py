@@ -1,6 +1,6 @@
 """Regenerate the sequential-editing figure on smollm2-135m: MEMIT against AlphaEdit, batch after batch.
 
-    python figures/sequential.py [--methods memit,alphaedit] [--batches 5] [--batch-size 100] [--replot]
+    python figures/sequential.py [--methods memit,alphaedit] [--batches 4] [--batch-size 100] [--replot]
 
 Writes, under figures/:
   sequential_<method>_<batches>x<batch size>.json   one run per method (``workbench sequential``)
@@ -8,7 +8,7 @@ Writes, under figures/:
 ``--replot`` redraws from the saved JSON files without running anything. Each run writes the first
 batches x batch-size cases of the benchmark's evaluation split (the record's tuned settings) and
 measures never-edited cases after them and perplexity on the statistics corpus's last 50 texts.
-On 2 CPU cores 5 batches of 100 take about 25 minutes per method.
+On 2 CPU cores 4 batches of 100 take about 10 minutes per method.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ HERE = Path(__file__).parent
 def main() -> None:
     parser = argparse.ArgumentParser(description="Regenerate the sequential-editing figure.")
     parser.add_argument("--methods", default="memit,alphaedit")
-    parser.add_argument("--batches", type=int, default=5)
+    parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--replot", action="store_true", help="redraw from the saved JSON files")
     args = parser.parse_args()
