@@ -45,7 +45,7 @@ bench: install
 	$(BIN)/python benchmarks/trace_speed.py
 	$(BIN)/python benchmarks/ig_speed.py
 	$(BIN)/python benchmarks/rome_speed.py
-	$(BIN)/python benchmarks/memit_search_speed.py
+	$(BIN)/python benchmarks/memit_search_speed.py --bfloat16-max 10
 
 docs: install
 	$(BIN)/python docs/build_api.py docs/api
