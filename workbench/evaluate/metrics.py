@@ -59,7 +59,7 @@ def without_edited_neighbours(
     A neighbourhood prompt stands for a fact that must not change; when several edits are written
     together or one after another, a neighbour may be a subject that is itself edited, and its
     answer then changes as asked. CounterFact draws neighbours from a pool of thousands of subjects,
-    where this is rare; a benchmark of the few hundred facts a small model knows is not: 29.5% of
+    where this is rare; a benchmark of the few hundred facts a small model knows is not: 28.1% of
     the neighbourhood prompts of 200 smollm2-135m evaluation cases name a subject edited in the same
     batch. Measure batches and sequences on the remaining prompts (cases left without any have no
     neighbourhood score). Prompts written with other templates are kept.
