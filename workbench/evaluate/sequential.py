@@ -135,7 +135,7 @@ def run_sequential(
                 started = time.perf_counter()
                 applied.append(edit(model, batch, method, check_targets=False, **hparams))
                 seconds = time.perf_counter() - started
-                edited = [case for b in batches[: number + 1] for case in b]
+                edited = list(records[: (number + 1) * batch_size])
                 result.rows.append(measure(len(edited), edited, seconds))
                 if progress:
                     tqdm.write(result.table().splitlines()[-1])
