@@ -6,9 +6,11 @@ implementation (Meng et al. 2022, ``trace_important_states`` / ``trace_important
 every (token, layer) one forward pass over a batch holding the clean prompt in row 0 and the
 noised copies in the other rows, restoring the states from row 0 in the same pass. Both run in
 this process on the same model and prompt, and are timed alternately so machine load affects
-both alike; the ratio is what is reported.
+both alike; the ratio is what is reported. A third timing runs the batched trace with every
+patched run starting at block 0 (``LAYER_GROUPS = 1``), which measures what starting each run at
+its first patched block saves.
 
-    python benchmarks/trace_speed.py [--model factgpt] [--samples 10] [--repeats 3]
+    python benchmarks/trace_speed.py [--model factgpt|smollm2-135m] [--samples 10] [--repeats 3] [--no-reference]
 """
 from __future__ import annotations
 
@@ -21,10 +23,12 @@ import torch
 
 import workbench
 from workbench import families
+from workbench.locate import batched as batched_runs
 from workbench.locate.tracing import embedding_std, restored_layers, trace_kinds
 from workbench.tokens import locate_subject
 
-PROMPT, SUBJECT = "The capital of Burkina Faso is", "Burkina Faso"
+PROMPTS = {"factgpt": ("The capital of Burkina Faso is", "Burkina Faso"),
+           "smollm2-135m": ("The Eiffel Tower is located in the city of", "Eiffel Tower")}
 
 
 HOOKS = {"hidden": families.Hooks.resid_post, "mlp": families.Hooks.mlp_out, "attn": families.Hooks.attn_out}
@@ -65,29 +69,46 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--window", type=int, default=10)
+    parser.add_argument("--no-reference", action="store_true", help="skip the one-restoration-per-pass baseline")
     args = parser.parse_args()
     model = workbench.load_model(args.model)
-    scale = 3.0 * embedding_std(model, [SUBJECT])
-    ours, reference, agreement = [], [], 0.0
+    prompt, subject = PROMPTS[args.model]
+    scale = 3.0 * embedding_std(model, [subject])
+    layer_groups = batched_runs.LAYER_GROUPS
+
+    def batched_trace(groups: int):
+        batched_runs.LAYER_GROUPS = groups
+        try:
+            return trace_kinds(model, prompt, subject, kinds=list(HOOKS), window=args.window, samples=args.samples,
+                               noise_scale=scale)
+        finally:
+            batched_runs.LAYER_GROUPS = layer_groups
+
+    seconds: dict[str, list[float]] = {"batched": [], "from_block_0": [], "reference_style": []}
+    agreement = {}
     for _ in range(args.repeats):
         started = time.perf_counter()
-        batched = trace_kinds(model, PROMPT, SUBJECT, kinds=list(HOOKS), window=args.window, samples=args.samples,
-                              noise_scale=scale)
-        ours.append(time.perf_counter() - started)
+        batched = batched_trace(layer_groups)
+        seconds["batched"].append(time.perf_counter() - started)
         started = time.perf_counter()
-        baseline = [reference_style_trace(model, PROMPT, SUBJECT, kind, args.window, args.samples, scale, seed=0)
-                    for kind in HOOKS]
-        reference.append(time.perf_counter() - started)
-        agreement = max(float(np.abs(b.scores - r).max()) for b, r in zip(batched, baseline))
+        from_block_0 = batched_trace(1)
+        seconds["from_block_0"].append(time.perf_counter() - started)
+        agreement["from_block_0"] = max(float(np.abs(b.scores - r.scores).max()) for b, r in zip(batched, from_block_0))
+        if not args.no_reference:
+            started = time.perf_counter()
+            baseline = [reference_style_trace(model, prompt, subject, kind, args.window, args.samples, scale, seed=0)
+                        for kind in HOOKS]
+            seconds["reference_style"].append(time.perf_counter() - started)
+            agreement["reference_style"] = max(float(np.abs(b.scores - r).max()) for b, r in zip(batched, baseline))
+    best = {name: min(values) for name, values in seconds.items() if values}
     report = {
         "model": args.model,
-        "prompt": PROMPT,
+        "prompt": prompt,
         "kinds": list(HOOKS),
         "cells": int(sum(b.scores.size for b in batched)),
         "samples": args.samples,
-        "batched_seconds": min(ours),
-        "reference_style_seconds": min(reference),
-        "speedup": min(reference) / min(ours),
+        **{f"{name}_seconds": value for name, value in best.items()},
+        **{f"speedup_vs_{name}": value / best["batched"] for name, value in best.items() if name != "batched"},
         "max_abs_difference": agreement,
         "threads": torch.get_num_threads(),
     }

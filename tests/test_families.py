@@ -72,3 +72,23 @@ def test_gpt2_is_conv1d_and_llama_is_linear(models):
 def test_layer_out_of_range(models, layer):
     with pytest.raises(LayerOutOfRangeError, match="0..1"):
         families.mlp_out_projection(models["gpt2"], layer)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_running_from_a_block_equals_the_whole_model(models, family):
+    model = models[family]
+    ids = encode(model, "The capital of France is")
+    fired = []
+    with torch.no_grad():
+        with families.recording_block_inputs(model) as entering:
+            whole = model.original_model(ids).logits
+        for first in range(families.n_layers(model)):
+            hooks = [(families.Hooks.resid_post(layer), lambda a, hook, layer=layer: fired.append(layer))
+                     for layer in range(families.n_layers(model))]
+            with model.hooks(fwd_hooks=hooks):
+                started_late = families.run_from_block(model, first, entering[first]).logits
+            torch.testing.assert_close(started_late, whole, rtol=0, atol=1e-5)
+            assert fired == list(range(first, families.n_layers(model)))  # the blocks run, and only those
+            fired.clear()
+    # the skipped blocks are back afterwards
+    torch.testing.assert_close(model.original_model(ids).logits, whole, rtol=0, atol=0)

@@ -16,8 +16,10 @@ models whose MLP output projection is fused with other weights are not.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from jaxtyping import Float
@@ -47,6 +49,10 @@ class Family:
     unembedding: str
     final_norm: str
     layout: Layout
+    position_embedding: str | None = None
+    """Learned positional embeddings added to the token embeddings before block 0 (GPT-2)."""
+    block_returns_tuple: bool = False
+    """Whether a block returns ``(hidden_states, ...)`` rather than the hidden states (GPT-J)."""
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -60,6 +66,7 @@ FAMILIES: tuple[Family, ...] = (
         unembedding="lm_head",
         final_norm="transformer.ln_f",
         layout="conv1d",
+        position_embedding="transformer.wpe",
     ),
     Family(
         name="gpt-neox",
@@ -82,6 +89,7 @@ FAMILIES: tuple[Family, ...] = (
         unembedding="lm_head",
         final_norm="transformer.ln_f",
         layout="linear",
+        block_returns_tuple=True,
     ),
     Family(
         name="llama",
@@ -220,6 +228,73 @@ def unembedding(model: TransformerBridge) -> nn.Linear:
 def final_norm(model: TransformerBridge) -> nn.Module:
     """The normalisation applied to the residual stream before the unembedding."""
     return hf_module(model, family_of(model).final_norm)
+
+
+class _PassThrough(nn.Module):
+    """Stands in for a skipped block: returns its input hidden states, as the block would return them."""
+
+    def __init__(self, returns_tuple: bool) -> None:
+        super().__init__()
+        self.returns_tuple = returns_tuple
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any):
+        return (hidden_states,) if self.returns_tuple else hidden_states
+
+
+@contextmanager
+def blocks_bypassed(model: TransformerBridge, first: int) -> Iterator[None]:
+    """Within this context the model's forward pass starts at block ``first``: blocks
+    ``0 .. first - 1`` are replaced by pass-throughs and learned positional embeddings by zeros, so
+    a pass given ``inputs_embeds`` = the residual stream entering block ``first`` (positional
+    embeddings included) computes what the whole model computes from there, at the cost of the
+    blocks it runs. Keys and values of the skipped blocks are not written to a cache passed in.
+    The blocks' bridge hooks keep firing for the blocks that run."""
+    family = family_of(model)
+    parent_path, _, _ = family.layer.rpartition(".")
+    blocks = hf_module(model, parent_path)  # the list holding the blocks as the model calls them
+    skipped = [blocks[i] for i in range(check_layer(model, first) if first else 0)]
+    handle = None
+    if family.position_embedding is not None:
+        handle = hf_module(model, family.position_embedding).register_forward_hook(
+            lambda module, args, output: torch.zeros_like(output))
+    try:
+        for index in range(len(skipped)):
+            blocks[index] = _PassThrough(family.block_returns_tuple)
+        yield
+    finally:
+        for index, block in enumerate(skipped):
+            blocks[index] = block
+        if handle is not None:
+            handle.remove()
+
+
+def run_from_block(model: TransformerBridge, first: int, hidden: Float[torch.Tensor, "batch pos d_model"], **kwargs: Any):
+    """The Hugging Face model's output when ``hidden`` enters block ``first`` (see
+    :func:`blocks_bypassed`); ``kwargs`` go to the model (``past_key_values``, ``logits_to_keep``...)."""
+    with blocks_bypassed(model, first):
+        return model.original_model(inputs_embeds=hidden, **kwargs)
+
+
+@contextmanager
+def recording_block_inputs(model: TransformerBridge) -> Iterator[dict[int, torch.Tensor]]:
+    """Within this context every forward pass records the residual stream entering each block into
+    the dict yielded, ``{layer: [batch, pos, d_model]}`` (the last pass's values)."""
+    family = family_of(model)
+    captured: dict[int, torch.Tensor] = {}
+
+    def recorder(layer: int):
+        def record(module, args, kwargs):
+            captured[layer] = (args[0] if args else kwargs["hidden_states"]).detach()
+
+        return record
+
+    handles = [hf_module(model, family.layer.format(layer)).register_forward_pre_hook(recorder(layer), with_kwargs=True)
+               for layer in range(n_layers(model))]
+    try:
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 class Hooks:

@@ -9,6 +9,7 @@ from conftest import FAMILIES
 import workbench
 from workbench import families
 from workbench.errors import InvalidRequestError, SubjectNotInPromptError
+from workbench.locate import batched
 from workbench.locate.tracing import TraceResult, trace, trace_kinds
 from workbench.tokens import locate_subject
 
@@ -147,3 +148,13 @@ def test_bad_input_is_refused_and_leaves_the_model_untouched(models, kwargs, err
         trace(model, PROMPT, **{"subject": SUBJECT, **kwargs})
     with torch.no_grad():
         assert torch.equal(model(ids, return_type="logits"), before)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_runs_started_at_their_first_patched_block_equal_runs_from_block_0(models, family, monkeypatch):
+    model = models[family]
+    late = trace_kinds(model, PROMPT, SUBJECT, samples=3, window=3, severed="mlp")
+    monkeypatch.setattr(batched, "LAYER_GROUPS", 1)  # one start block: every run from block 0
+    early = trace_kinds(model, PROMPT, SUBJECT, samples=3, window=3, severed="mlp")
+    for started_late, from_block_0 in zip(late, early):
+        np.testing.assert_allclose(started_late.scores, from_block_0.scores, atol=1e-6)

@@ -4,10 +4,13 @@ Causal tracing and activation patching both run a prompt many times, each time o
 few activations with values from another run. :class:`PatchRunner` packs those runs into as
 few forward passes as a memory budget allows, one row per (cell, noise sample).
 
-A patch at token t cannot change positions before t (the model is causal), so those positions
-are the same in every run that patches at t or later: the runner computes their keys and values
-once per noise sample and runs only positions t onwards, which skips most of the work for
-patches late in the prompt.
+A patch at token t cannot change positions before t (the model is causal), and a patch inside
+block l cannot change what enters the blocks below l, so every patched run equals the unpatched
+one before its first patched token and below its first patched block. The runner runs the
+unpatched prompt once per noise sample, keeping its keys and values and the residual stream
+entering every block, and starts each patched run there: positions t onwards only, from the
+block where its patches begin (rounded down to one of ``LAYER_GROUPS`` start blocks, so that runs
+share batches). On a 30-layer model this skips about half of the work of a causal trace.
 """
 from __future__ import annotations
 
@@ -25,6 +28,15 @@ from workbench import families
 from workbench.tokens import SubjectSpan
 
 DEFAULT_MEMORY_BUDGET = 512 * 2**20
+LAYER_GROUPS = 6
+"""Patched runs start at one of this many evenly spaced blocks (the last one at or below their first patch)."""
+
+
+def start_block(layer: int, n_layers: int) -> int:
+    """The block a run patched first at block ``layer`` starts at: the nearest of ``LAYER_GROUPS``
+    evenly spaced blocks at or below it (fewer start blocks, fuller batches)."""
+    stride = -(-n_layers // LAYER_GROUPS)
+    return layer // stride * stride
 Readout = Callable[[Float[torch.Tensor, "batch d_vocab"]], Float[torch.Tensor, "batch"]]
 """Turns the last position's logits into one number per row (e.g. p(answer))."""
 
@@ -52,14 +64,12 @@ class NoiseCorruption:
     def samples(self) -> int:
         return self.noise.shape[0]
 
-    def hook(self, copies: int, offset: int = 0):
-        """An embedding hook adding the noise to ``copies`` x ``samples`` rows (cell-major order)
-        of a run whose first position is token ``offset`` of the prompt."""
-        first = max(self.span.start, offset)
-        noise = self.noise[:, first - self.span.start :].repeat(copies, 1, 1)
+    def hook(self, copies: int):
+        """An embedding hook adding the noise to ``copies`` x ``samples`` rows (cell-major order)."""
+        noise = self.noise.repeat(copies, 1, 1)
 
         def add_noise(embeddings: Float[torch.Tensor, "batch pos d_model"], hook=None):
-            embeddings[:, first - offset : self.span.end - offset] += noise.to(embeddings.dtype)
+            embeddings[:, self.span.start : self.span.end] += noise.to(embeddings.dtype)
             return embeddings
 
         return add_noise
@@ -85,6 +95,14 @@ class Patch:
     token: int
     source: str
 
+    @property
+    def layer(self) -> int:
+        """The block the hook belongs to (hooks are ``blocks.{layer}.*``)."""
+        parts = self.hook.split(".")
+        if len(parts) < 3 or parts[0] != "blocks" or not parts[1].isdigit():
+            raise ValueError(f"patches must be at a block's hook (blocks.<layer>.*), got {self.hook!r}")
+        return int(parts[1])
+
 
 class PatchRunner:
     """Runs many patched copies of one prompt per forward pass and reads one number per copy.
@@ -107,7 +125,7 @@ class PatchRunner:
         self.sources, self.corruption = sources, corruption
         self.samples = corruption.samples if corruption else 1
         self.memory_budget = memory_budget
-        self._unpatched: DynamicCache | None = None
+        self._unpatched: tuple[DynamicCache, dict[int, torch.Tensor]] | None = None
 
     def cells_per_batch(self, start: int) -> int:
         """How many cells fit the memory budget when positions ``start`` onwards are run."""
@@ -122,49 +140,57 @@ class PatchRunner:
     def run(self, cells: Sequence[Sequence[Patch]], progress: bool = False) -> Float[torch.Tensor, "cells"]:
         """The readout for each cell, averaged over noise samples."""
         last = self.input_ids.shape[1] - 1
-        by_start: dict[int, list[int]] = {}
+        n_layers = families.n_layers(self.model)
+        by_start: dict[tuple[int, int], list[int]] = {}
         for index, patches in enumerate(cells):
-            by_start.setdefault(min((p.token for p in patches), default=last), []).append(index)
-        chunks = [(start, indices[i : i + self.cells_per_batch(start)])
+            token = min((p.token for p in patches), default=last)
+            block = start_block(min((p.layer for p in patches), default=n_layers - 1), n_layers)
+            by_start.setdefault((token, block), []).append(index)
+        chunks = [(start, indices[i : i + self.cells_per_batch(start[0])])
                   for start, indices in sorted(by_start.items())
-                  for i in range(0, len(indices), self.cells_per_batch(start))]
+                  for i in range(0, len(indices), self.cells_per_batch(start[0]))]
         results = torch.empty(len(cells))
-        for start, indices in tqdm(chunks, desc="patching", disable=not progress, unit="batch"):
-            results[indices] = self._run_chunk([cells[i] for i in indices], start)
+        for (token, block), indices in tqdm(chunks, desc="patching", disable=not progress, unit="batch"):
+            results[indices] = self._run_chunk([cells[i] for i in indices], token, block)
         return results
 
-    def _prefix(self, start: int) -> DynamicCache:
-        """Keys and values of positions ``0 .. start - 1`` of the (corrupted) run, one row per sample:
-        the first ``start`` positions of one unpatched run of the whole prompt, computed once."""
+    def _unpatched_run(self) -> tuple[DynamicCache, dict[int, torch.Tensor]]:
+        """Keys and values of the unpatched (corrupted) prompt and the residual stream entering each
+        block (``{layer: [samples, pos, d_model]}``), one row per noise sample; computed once."""
         if self._unpatched is None:
             if self.corruption is None:
                 embedded = families.embedding(self.model)(self.input_ids)
             else:
                 embedded = self.corruption.embeddings(self.model, self.input_ids)
-            run = self.model.original_model(inputs_embeds=embedded, use_cache=True, logits_to_keep=1)
-            self._unpatched = run.past_key_values
-        cache = copy.deepcopy(self._unpatched)
+            with families.recording_block_inputs(self.model) as block_inputs:
+                run = self.model.original_model(inputs_embeds=embedded, use_cache=True, logits_to_keep=1)
+            self._unpatched = (run.past_key_values, dict(block_inputs))
+        return self._unpatched
+
+    def _prefix(self, start: int) -> DynamicCache:
+        """Keys and values of positions ``0 .. start - 1`` of the unpatched run."""
+        cache = copy.deepcopy(self._unpatched_run()[0])
         cache.crop(start - self.input_ids.shape[1])  # a negative count: how many positions to drop
         return cache
 
-    def _run_chunk(self, cells: Sequence[Sequence[Patch]], start: int) -> Float[torch.Tensor, "cells"]:
+    def _run_chunk(self, cells: Sequence[Sequence[Patch]], start: int, block: int) -> Float[torch.Tensor, "cells"]:
         samples = self.samples
         by_hook: dict[str, list[tuple[int, Patch]]] = {}
         for index, patches in enumerate(cells):
             for patch in patches:
                 by_hook.setdefault(patch.hook, []).append((index, patch))
         hooks = [(name, self._setter(entries, samples, start)) for name, entries in by_hook.items()]
-        if self.corruption is not None and self.corruption.span.end > start:
-            hooks.append((families.Hooks.embed, self.corruption.hook(len(cells), offset=start)))
-        inputs = self.input_ids[:, start:].expand(len(cells) * samples, -1)
+        entering = self._unpatched_run()[1][block][:, start:]  # [samples, pos - start, d_model]
+        hidden = entering.repeat(len(cells), 1, 1)  # row = cell * samples + sample
         extra = {}
         if start > 0:
             cache = self._prefix(start)
-            cache.batch_select_indices(torch.arange(samples, device=inputs.device).repeat(len(cells)))
+            cache.batch_select_indices(torch.arange(samples, device=hidden.device).repeat(len(cells)))
             extra["past_key_values"] = cache
         # logits at the last position only: the unembedding of every position is a large share
         # of a small model's forward pass
-        logits = self.model.run_with_hooks(inputs, return_type="logits", fwd_hooks=hooks, logits_to_keep=1, **extra)
+        with self.model.hooks(fwd_hooks=hooks):
+            logits = families.run_from_block(self.model, block, hidden, logits_to_keep=1, **extra).logits
         values = self.readout(logits[:, -1])
         return values.view(len(cells), samples).mean(1).cpu()
 
