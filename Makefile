@@ -35,10 +35,13 @@ test-slow: install
 figures: install
 	$(BIN)/python figures/causal_tracing.py
 	$(BIN)/python figures/knowledge_neurons.py
-	$(BIN)/python figures/rome.py
-	$(BIN)/python figures/scaling.py
-	$(BIN)/python figures/subject_swap.py
+	$(BIN)/python figures/subject_swap.py --model factgpt
+	$(BIN)/python figures/subject_swap.py --model smollm2-135m --cases 200
+	$(BIN)/python figures/rome.py --model factgpt --cases 100
+	$(BIN)/python figures/rome.py --model smollm2-135m
 	$(BIN)/python figures/edit_layer.py
+	$(BIN)/python figures/scaling.py --model factgpt --methods rome,memit,kn,ft,ft-l
+	$(BIN)/python figures/scaling.py --model smollm2-135m
 	$(BIN)/python figures/sequential.py
 
 bench: install

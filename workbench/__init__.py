@@ -15,11 +15,11 @@ Where is a fact stored: :func:`trace`, :func:`trace_kinds`, :func:`trace_many`,
 :func:`knowledge_neurons`, :func:`memory`. Can it be rewritten: :func:`edit` (ROME, MEMIT,
 AlphaEdit, knowledge neurons, fine-tuning), :func:`load_edit`. Did the edit work: :func:`case_metrics`,
 :func:`summarize`, :func:`run_bench`, :func:`run_scaling`, :func:`run_sequential`, with
-:func:`benchmark` giving a bundled model's CounterFact cases.
+:func:`benchmark` giving a bundled model's CounterFact cases. Plots: :mod:`workbench.plot`.
 """
 __version__ = "0.1.0"
 
-from workbench import edit
+from workbench import edit, plot
 from workbench.data import CounterFactRecord, EditRequest
 from workbench.edit import EditResult, load_edit
 from workbench.evaluate.bench import run_bench
@@ -39,6 +39,7 @@ from workbench.zoo.benchmark import benchmark
 __all__ = [
     "CounterFactRecord", "EditRequest", "EditResult", "__version__", "activation_patching", "attribute",
     "attribution_patching", "benchmark", "case_metrics", "edit", "greedy_completion", "intervention_effect",
-    "knowledge_neurons", "load_edit", "load_model", "memory", "run_bench", "run_scaling", "run_sequential", "save_model",
+    "knowledge_neurons", "load_edit", "load_model", "memory", "plot", "run_bench", "run_scaling", "run_sequential", "save_model",
     "summarize", "top_predictions", "trace", "trace_kinds", "trace_many",
 ]
+

@@ -36,7 +36,8 @@ def test_refinement_keeps_neurons_shared_by_enough_prompts(model, monkeypatch):
         "n1": {(1, 2): 1.0},
         "n2": {(1, 2): 1.0, (0, 1): 0.1},
     }
-    monkeypatch.setattr(neurons_module, "attribute", lambda model, prompt, answer=None, steps=20: _fake_attribution(prompt, table[prompt]))
+    monkeypatch.setattr(neurons_module, "attribute",
+                        lambda model, prompt, answer=None, steps=20, layers=None: _fake_attribution(prompt, table[prompt]))
     found = knowledge_neurons(model, ["p1", "p2", "p3"], "x", threshold=0.2, share=0.5)
     assert found.per_prompt[1] == [[0, 1], [1, 3]]
     assert found.neurons == [[0, 1], [1, 2]]  # (1,2) in p1 and p3 only: 2/3 > 0.5; (1,3) 1/3
@@ -45,6 +46,15 @@ def test_refinement_keeps_neurons_shared_by_enough_prompts(model, monkeypatch):
     refined = knowledge_neurons(model, ["p1", "p2", "p3"], "x", negative_prompts=["n1", "n2"])
     assert refined.neurons == [[0, 1]]  # (1, 2) is salient for both unrelated prompts
     assert list(refined.by_layer(2)) == [1, 0]
+
+
+def test_only_the_given_layers_are_searched(model):
+    prompts = ["The capital of France is", "France's capital is"]
+    everywhere = knowledge_neurons(model, prompts, "Paris", threshold=0.05, share=0.0)
+    upper = knowledge_neurons(model, prompts, "Paris", threshold=0.05, share=0.0, layers=[1])
+    assert {layer for found in upper.per_prompt for layer, _ in found} == {1}
+    assert {layer for found in everywhere.per_prompt for layer, _ in found} == {0, 1}  # the restriction matters
+    assert upper.settings["layers"] == [1]
 
 
 def test_bad_thresholds(model):
@@ -76,7 +86,8 @@ def test_interventions_scale_the_activations(model):
 
 def test_memory_reads_key_value_and_vocabulary_directly(model):
     """GPT-2 layout (Conv1D); the Llama layout is checked in test_memory_of_a_gated_mlp."""
-    found = memory(model, 1, 5, k=3, corpus=["The capital of France is Paris", "Rome is the capital of Italy"])
+    corpus = ["The capital of France is Paris", "Rome is the capital of Italy", "Paris", "Lima is in Peru and Peru is in South America"]
+    found = memory(model, 1, 5, k=3, corpus=corpus, batch_size=2)
     projection = families.mlp_out_projection(model, 1)
     value = projection.weight[5].detach()  # Conv1D [d_mlp, d_model]: row 5 is neuron 5's value
     np.testing.assert_allclose(found.value, value.numpy(), rtol=1e-6)
@@ -85,9 +96,19 @@ def test_memory_reads_key_value_and_vocabulary_directly(model):
     logits = families.unembedding(model).weight.detach() @ value
     assert found.promoted[0][0] == model.tokenizer.decode([int(logits.argmax())])
     assert found.suppressed[0][0] == model.tokenizer.decode([int(logits.argmin())])
-    text, _, activation = found.top_prompts[0]
-    _, cache = model.run_with_cache(encode(model, text))
-    assert activation == pytest.approx(cache[families.Hooks.mlp_key(1)][0, :, 5].max().item(), rel=1e-5)
+    # each text alone, every token but the special ones (the BOS every text starts with)
+    special = set(model.tokenizer.all_special_ids)
+    expected = []
+    for text in corpus:
+        ids = model.tokenizer(text)["input_ids"]
+        _, cache = model.run_with_cache(torch.tensor([ids]))
+        activations = cache[families.Hooks.mlp_key(1)][0, :, 5]
+        counted = [position for position, token in enumerate(ids) if token not in special]
+        best = max(counted, key=lambda position: activations[position].item())
+        expected.append((activations[best].item(), text, model.tokenizer.decode([ids[best]])))
+    expected = sorted(expected, reverse=True)[:3]
+    assert [(text, token) for text, token, _ in found.top_prompts] == [(text, token) for _, text, token in expected]
+    np.testing.assert_allclose([a for _, _, a in found.top_prompts], [a for a, _, _ in expected], rtol=1e-5)
 
 
 def test_knowledge_neurons_round_trip(tmp_path):

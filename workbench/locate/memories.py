@@ -21,6 +21,7 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
+from workbench.capture import activation_until
 from workbench.errors import InvalidRequestError
 from workbench.results import JsonResult
 from workbench.tokens import pad_right
@@ -76,17 +77,24 @@ def memory(
 
 @torch.no_grad()
 def _top_activating(model, layer, neuron, corpus, k, batch_size) -> list:
+    """The ``k`` texts whose largest activation of the neuron is highest, with the token where it is.
+    Special tokens (the BOS token every text starts with) are not counted: their activation is the
+    same in every text. Texts are cut at the context length and batched by token length; each pass
+    stops at the layer."""
     hook = families.Hooks.mlp_key(layer)
     best: list[tuple[float, str, str]] = []
-    pad = model.tokenizer.pad_token_id
-    for start in range(0, len(corpus), batch_size):
-        texts = corpus[start : start + batch_size]
-        encoded = [model.tokenizer(t)["input_ids"] for t in texts]
-        ids = pad_right(encoded, pad, model.cfg.device)
-        _, cache = model.run_with_cache(ids, names_filter=lambda n: n == hook)
-        activations = cache[hook][..., neuron].float()  # [batch, pos]
-        for row, e in enumerate(encoded):
-            position = int(activations[row, : len(e)].argmax())
-            best.append((float(activations[row, position]), texts[row], model.tokenizer.decode([e[position]])))
+    pad, special = model.tokenizer.pad_token_id, set(model.tokenizer.all_special_ids)
+    encoded = [model.tokenizer(text, truncation=True, max_length=model.cfg.n_ctx)["input_ids"] for text in corpus]
+    order = sorted(range(len(corpus)), key=lambda i: len(encoded[i]))  # similar lengths waste little on padding
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        ids = pad_right([encoded[i] for i in rows], pad, model.cfg.device)
+        activations = activation_until(model, ids, hook)[..., neuron].float()  # [batch, pos]
+        for row, index in enumerate(rows):
+            counted = torch.tensor([token not in special for token in encoded[index]], device=activations.device)
+            if not counted.any():
+                continue
+            position = int(activations[row, : len(encoded[index])].masked_fill(~counted, -torch.inf).argmax())
+            best.append((float(activations[row, position]), corpus[index], model.tokenizer.decode([encoded[index][position]])))
         best = sorted(best, reverse=True)[:k]
     return [(text, token, activation) for activation, text, token in best]

@@ -67,6 +67,7 @@ def knowledge_neurons(
     share: float = 0.5,
     negative_prompts: Sequence[str] = (),
     steps: int = 20,
+    layers: Sequence[int] | None = None,
 ) -> KnowledgeNeurons:
     """Find the knowledge neurons of the fact that ``prompts`` all complete with ``answer``.
 
@@ -76,23 +77,27 @@ def knowledge_neurons(
         negative_prompts: prompts of unrelated facts (completed with their own top prediction);
             neurons found in more than ``share`` of them are removed.
         steps: integration steps per attribution.
+        layers: layers whose neurons are candidates (default: all). Leave out layers whose
+            attributions do not converge (a large convergence delta in :func:`attribute`'s result).
     """
     if not prompts:
         raise InvalidRequestError("knowledge_neurons needs at least one prompt")
     if not 0 < threshold <= 1 or not 0 <= share < 1:
         raise InvalidRequestError("threshold must be in (0, 1] and share in [0, 1)")
-    per_prompt = [_salient(attribute(model, prompt, answer, steps=steps), threshold) for prompt in prompts]
+    per_prompt = [_salient(attribute(model, prompt, answer, steps=steps, layers=layers), threshold) for prompt in prompts]
     counts = Counter(neuron for found in per_prompt for neuron in found)
     neurons = {n for n, c in counts.items() if c > share * len(prompts)}
     if negative_prompts:
-        negative = Counter(n for p in negative_prompts for n in _salient(attribute(model, p, steps=steps), threshold))
+        negative = Counter(n for p in negative_prompts
+                           for n in _salient(attribute(model, p, steps=steps, layers=layers), threshold))
         neurons -= {n for n, c in negative.items() if c > share * len(negative_prompts)}
     return KnowledgeNeurons(
         prompts=list(prompts),
         answer=answer,
         neurons=[list(n) for n in sorted(neurons)],
         per_prompt=[[list(n) for n in sorted(found)] for found in per_prompt],
-        settings={"threshold": threshold, "share": share, "steps": steps, "negatives": len(negative_prompts)},
+        settings={"threshold": threshold, "share": share, "steps": steps, "negatives": len(negative_prompts),
+                  "layers": None if layers is None else list(layers)},
     )
 
 
