@@ -39,7 +39,7 @@ from workbench.zoo.benchmark import benchmark
 __all__ = [
     "CounterFactRecord", "EditRequest", "EditResult", "__version__", "activation_patching", "attribute",
     "attribution_patching", "benchmark", "case_metrics", "edit", "greedy_completion", "intervention_effect",
-    "knowledge_neurons", "load_edit", "load_model", "memory", "plot", "run_bench", "run_scaling", "run_sequential", "save_model",
+    "knowledge_neurons", "load_edit", "load_model", "memory", "run_bench", "run_scaling", "run_sequential", "save_model",
     "summarize", "top_predictions", "trace", "trace_kinds", "trace_many",
 ]
 
