@@ -128,7 +128,7 @@ class PatchRunner:
         self.sources, self.corruption = sources, corruption
         self.samples = corruption.samples if corruption else 1
         self.memory_budget = memory_budget
-        self._unpatched: tuple[DynamicCache, dict[int, torch.Tensor]] | None = None
+        self._unpatched: tuple[DynamicCache, dict[int, torch.Tensor], torch.Tensor] | None = None
 
     def cells_per_batch(self, start: int) -> int:
         """How many cells fit the memory budget when positions ``start`` onwards are run."""
@@ -157,9 +157,15 @@ class PatchRunner:
             results[indices] = self._run_chunk([cells[i] for i in indices], token, block)
         return results
 
-    def _unpatched_run(self) -> tuple[DynamicCache, dict[int, torch.Tensor]]:
-        """Keys and values of the unpatched (corrupted) prompt and the residual stream entering each
-        block (``{layer: [samples, pos, d_model]}``), one row per noise sample; computed once."""
+    @torch.no_grad()
+    def unpatched(self) -> float:
+        """The readout of the unpatched (corrupted) run, averaged over noise samples."""
+        return float(self._unpatched_run()[2].mean())
+
+    def _unpatched_run(self) -> tuple[DynamicCache, dict[int, torch.Tensor], torch.Tensor]:
+        """Keys and values of the unpatched (corrupted) prompt, the residual stream entering each
+        block (``{layer: [samples, pos, d_model]}``) and the readout, one row per noise sample;
+        computed once."""
         if self._unpatched is None:
             if self.corruption is None:
                 embedded = families.embedding(self.model)(self.input_ids)
@@ -167,7 +173,7 @@ class PatchRunner:
                 embedded = self.corruption.embeddings(self.model, self.input_ids)
             with families.recording_block_inputs(self.model) as block_inputs:
                 run = self.model.original_model(inputs_embeds=embedded, use_cache=True, logits_to_keep=1)
-            self._unpatched = (run.past_key_values, dict(block_inputs))
+            self._unpatched = (run.past_key_values, dict(block_inputs), self.readout(run.logits[:, -1]).cpu())
         return self._unpatched
 
     def _prefix(self, start: int) -> DynamicCache:

@@ -185,7 +185,7 @@ def trace_kinds(
                 patches += [Patch(name, token, "corrupted") for name in frozen[layer + 1 :]]
                 cells.append(patches)
     runner = PatchRunner(model, span.input_ids, answer_probability(answer_id), sources, corruption, memory_budget)
-    corrupted_prob = float(runner.run([[]])[0])
+    corrupted_prob = runner.unpatched()
     restored = runner.run(cells, progress=progress).view(len(kinds), n_pos - span.start, n_layers)
     results = []
     for kind, kind_scores in zip(kinds, restored):
