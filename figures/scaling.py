@@ -8,12 +8,15 @@ Writes, under figures/:
 The figure also takes in every figures/scaling_<model>_<mode>_*.json: larger runs made separately, e.g.
   workbench bench --model factgpt --methods kn,ft,ft-l --edits 1000 --mode batch --out figures
 (renamed with the model's name; that command also writes a PNG of its own, which the figure does not need).
-``--replot`` redraws from the saved JSON files without running anything.
+``--replot`` redraws from the saved JSON files without running anything. A sweep saves each run as it
+finishes (scaling_<model>_<mode>.partial.json) and an interrupted one resumes from there.
 
 Deterministic: the first N cases of the model's benchmark (smollm2-135m: its evaluation split, the
 record's tuned editor settings; factgpt: the whole benchmark), fixed seeds. Sequential mode writes
 one edit at a time. smollm2-135m is the real-model figure (methods rome, memit, alphaedit, kn, ft,
-ft-l); factgpt's is kept as the control where ROME's premise does not hold.
+ft-l); factgpt's is kept as the control where ROME's premise does not hold. ROME and the knowledge-neuron
+editor apply a batch one request after another, so their batch and sequential runs are the same
+computation: on smollm2-135m each is run once, ROME in sequential mode and KN in batch mode.
 """
 from __future__ import annotations
 
@@ -30,7 +33,10 @@ from workbench.models import record_of  # noqa: E402
 from workbench.plot.scaling import plot_scaling  # noqa: E402
 
 HERE = Path(__file__).parent
-DEFAULT_METHODS = {"smollm2-135m": "rome,memit,alphaedit,kn,ft,ft-l", "factgpt": "rome,memit,kn,ft,ft-l"}
+DEFAULT_METHODS = {
+    "smollm2-135m": {"batch": "memit,alphaedit,kn,ft,ft-l", "sequential": "rome,memit,alphaedit,ft,ft-l"},
+    "factgpt": {"batch": "rome,memit,kn,ft,ft-l", "sequential": "rome,memit,kn,ft,ft-l"},
+}
 SPLITS = {"smollm2-135m": "evaluation", "factgpt": None}
 
 
@@ -43,14 +49,16 @@ def main() -> None:
     parser.add_argument("--replot", action="store_true", help="redraw from the saved JSON files")
     args = parser.parse_args()
     counts = [int(n) for n in args.edits.split(",")]
-    methods = (args.methods or DEFAULT_METHODS[args.model]).split(",")
     model = None if args.replot else workbench.load_model(args.model)
     results = []
     for mode in args.modes.split(","):
         path = HERE / f"scaling_{args.model}_{mode}.json"
         if not args.replot:
+            methods = (args.methods or DEFAULT_METHODS[args.model][mode]).split(",")
             records = record_of(model).benchmark(max(counts), split=SPLITS[args.model])
-            run_scaling(model, records, methods, counts, mode=mode).save(path)
+            partial = path.with_suffix(".partial.json")
+            run_scaling(model, records, methods, counts, mode=mode, checkpoint=partial).save(path)
+            partial.unlink()
         larger = [ScalingResult.load(extra) for extra in sorted(HERE.glob(f"scaling_{args.model}_{mode}_*.json"))]
         result = ScalingResult.merged([ScalingResult.load(path), *larger])
         print(f"\n{args.model}, {mode}\n{result.table()}", flush=True)

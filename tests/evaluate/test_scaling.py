@@ -87,3 +87,19 @@ def test_merged_results_keep_method_order_and_sort_by_edits():
 def test_results_that_do_not_belong_together_are_not_merged(other):
     with pytest.raises(InvalidRequestError):
         ScalingResult.merged([_result("batch", [("kn", 1), ("kn", 10)]), other])
+
+
+def test_an_interrupted_sweep_resumes_from_its_checkpoint(model, tmp_path):
+    records = benchmark("factgpt", 2)
+    checkpoint = tmp_path / "sweep.json"
+    first = run_scaling(model, records, ["ft"], [1], fluency_cases=1, fluency_tokens=3, progress=False,
+                        checkpoint=checkpoint)
+    assert ScalingResult.load(checkpoint).runs == first.runs
+    resumed = run_scaling(model, records, ["kn", "ft"], [1, 2], fluency_cases=1, fluency_tokens=3, progress=False,
+                          checkpoint=checkpoint)
+    assert [(r["method"], r["n_edits"]) for r in resumed.runs] == [("kn", 1), ("kn", 2), ("ft", 1), ("ft", 2)]
+    # the checkpoint's run is kept, not measured again (its wall time would differ)
+    assert resumed.runs[2] == first.runs[0]
+    assert ScalingResult.load(checkpoint).runs == resumed.runs
+    with pytest.raises(InvalidRequestError, match="other settings"):
+        run_scaling(model, records, ["ft"], [1], fluency_cases=2, fluency_tokens=3, progress=False, checkpoint=checkpoint)

@@ -17,9 +17,11 @@ generation prompts of at most ``fluency_cases`` of its cases, to keep large N af
 """
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -109,12 +111,20 @@ def run_scaling(
     fluency_tokens: int = 20,
     progress: bool = True,
     hparams: dict[str, dict] | None = None,
+    checkpoint: str | Path | None = None,
 ) -> ScalingResult:
     """Measure every method at every number of edits; the model is left unedited.
 
     Args:
         hparams: per-method keyword arguments of :func:`workbench.edit` (hyper-parameters and
             ``layer``), e.g. ``{"memit": {"span": 2}, "rome": {"layer": 3}}``.
+        checkpoint: a JSON file the result is saved to after every run. If it exists, it must
+            hold a run of this mode and these settings (e.g. one that was interrupted): its runs
+            are kept and not repeated, so a long sweep resumes where it stopped.
+
+    Raises:
+        InvalidRequestError: bad mode, methods, numbers of edits or batch size, or a checkpoint
+            made with another mode or other settings.
     """
     if mode not in MODES:
         raise InvalidRequestError(f"unknown mode {mode!r}; choose one of {MODES}")
@@ -127,10 +137,13 @@ def run_scaling(
     hparams = hparams or {}
     result = ScalingResult(mode=mode, batch_size=batch_size if mode == "sequential" else 0,
                            settings={"fluency_cases": fluency_cases, "fluency_tokens": fluency_tokens, "hparams": hparams})
-    befores = {n: _measure(model, records[:n], fluency_cases, fluency_tokens) for n in sorted(set(edit_counts))}
-    plan = [(method, n) for method in methods for n in sorted(set(edit_counts))]
+    if checkpoint is not None and Path(checkpoint).exists():
+        result = _resumed(result, ScalingResult.load(checkpoint), checkpoint)
+    done = {(run["method"], run["n_edits"]) for run in result.runs}
+    plan = [(method, n) for method in methods for n in sorted(set(edit_counts)) if (method, n) not in done]
+    befores = {n: _measure(model, records[:n], fluency_cases, fluency_tokens) for n in sorted({n for _, n in plan})}
     with pinned_statistics(model):
-        for method in methods:  # untimed warm-up: statistics and the edit layer, on the unedited model
+        for method in dict.fromkeys(method for method, _ in plan):  # untimed warm-up: statistics and the edit layer
             edit(model, records[:1], method, check_targets=False, **hparams.get(method, {})).restore()
         for method, n in tqdm(plan, desc=f"scaling ({mode})", disable=not progress):
             cases = list(records[:n])
@@ -154,7 +167,22 @@ def run_scaling(
                 forget_edited_keys(model)
             result.runs.append({"method": method, "n_edits": n, "before": befores[n], "after": after,
                                 "edit_seconds": seconds, "peak_mb": peak.megabytes, "layers": layers})
+            order = list(dict.fromkeys([*methods, *(run["method"] for run in result.runs)]))
+            result.runs.sort(key=lambda run: (order.index(run["method"]), run["n_edits"]))
+            if checkpoint is not None:
+                result.save(checkpoint)
     return result
+
+
+def _resumed(fresh: ScalingResult, saved: ScalingResult, path: str | Path) -> ScalingResult:
+    """``fresh`` (no runs yet) with the runs of the checkpoint ``saved``, if both have one protocol."""
+    settings = json.loads(json.dumps(fresh.settings))  # as saved: tuples become lists
+    if (saved.mode, saved.batch_size, saved.settings) != (fresh.mode, fresh.batch_size, settings):
+        raise InvalidRequestError(
+            f"the checkpoint {path} was made with other settings ({saved.mode}, batch size {saved.batch_size}, "
+            f"{saved.settings}); delete it or pass another path")
+    fresh.runs.extend(saved.runs)
+    return fresh
 
 
 def _parameters_copy(model: TransformerBridge) -> dict[str, torch.Tensor]:
