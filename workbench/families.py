@@ -26,6 +26,7 @@ from jaxtyping import Float
 from torch import nn
 
 from workbench.errors import LayerOutOfRangeError, UnsupportedModelError
+from workbench import placement
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge import TransformerBridge
@@ -160,6 +161,21 @@ def hf_parameter(model: TransformerBridge, name: str) -> nn.Parameter:
     return parameter
 
 
+def parameter_values(model: TransformerBridge, name: str) -> torch.Tensor:
+    """The values of the parameter ``name``: the live tensor, or for a weight offloaded by a device
+    map, its offloaded copy (:mod:`workbench.placement`)."""
+    path, _, attribute = name.rpartition(".")
+    hf_parameter(model, name)  # an unknown name raises here
+    return placement.read(hf_module(model, path), attribute)
+
+
+def set_parameter(model: TransformerBridge, name: str, values: torch.Tensor) -> None:
+    """Write ``values`` into the parameter ``name`` (in place; where offloaded, into its weights map)."""
+    path, _, attribute = name.rpartition(".")
+    hf_parameter(model, name)
+    placement.write(hf_module(model, path), attribute, values)
+
+
 def _unwrap(module: nn.Module) -> nn.Module:
     while "_original_component" in module._modules:
         module = module._modules["_original_component"]
@@ -176,12 +192,15 @@ class Projection:
 
     @property
     def weight(self) -> nn.Parameter:
-        """The live parameter, in its stored layout."""
+        """The live parameter, in its stored layout (empty, on ``meta``, where a device map offloads it)."""
         return self.module.weight
 
     def matrix(self) -> Float[torch.Tensor, "d_out d_in"]:
-        """A ``[d_out, d_in]`` view of the live weight (``y = W x``); writes go to the model."""
-        return self.weight.T if self.layout == "conv1d" else self.weight
+        """A ``[d_out, d_in]`` view of the weight's values (``y = W x``): of the live weight, so that
+        writes go to the model, except where a device map offloads it (then a copy: write through
+        :class:`workbench.edit.session.EditResult`)."""
+        values = placement.read(self.module, "weight")
+        return values.T if self.layout == "conv1d" else values
 
     def to_stored(self, change: Float[torch.Tensor, "d_out d_in"]) -> torch.Tensor:
         """A ``[d_out, d_in]`` change of the matrix in the parameter's stored layout and dtype."""

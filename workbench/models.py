@@ -22,7 +22,8 @@ import torch
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
 
-from workbench.errors import ModelNotFoundError
+from workbench.errors import InvalidRequestError, ModelNotFoundError
+from workbench import families
 from workbench.families import family_for_model_type
 
 if TYPE_CHECKING:
@@ -40,8 +41,11 @@ def cache_root() -> Path:
 def load_model(
     name_or_path: str | os.PathLike = "factgpt",
     *,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
+    device_map: str | dict[str, int | str] | None = None,
+    max_memory: dict[int | str, int | str] | None = None,
+    offload_folder: str | os.PathLike | None = None,
 ) -> TransformerBridge:
     """Load a causal LM as a ``TransformerBridge`` (with ``.tokenizer``), in eval mode.
 
@@ -53,13 +57,24 @@ def load_model(
             ``"gpt2-xl"`` or ``"meta-llama/Llama-3.2-1B"``. Local directories and bundled models
             are read with no network access; a hub name is read from the local Hugging Face
             cache first and downloaded only if missing there and a connection exists.
-        device: where to put the weights.
+        device: where to put the weights (default: the CPU); leave it out with ``device_map``.
         dtype: parameter dtype (float32 by default; editors compute their updates in float64
             whatever this is).
+        device_map, max_memory, offload_folder: for a model larger than one device, passed to
+            ``AutoModelForCausalLM.from_pretrained`` (accelerate places the blocks): ``"auto"`` or a
+            dict from module names (``"model.layers.3"``) to a GPU index, ``"cpu"`` or ``"disk"``;
+            ``max_memory`` caps each device (``{0: "20GiB", "cpu": "60GiB"}``); blocks mapped to
+            ``"disk"`` are written to ``offload_folder`` and read back at every forward pass. Hooks
+            fire on whichever device holds the block, so tracing, patching and attribution work
+            unchanged (tested with a CPU/disk split). Edits are written where a layer's weights live
+            on a device; a layer offloaded to disk (or CPU-offloaded under a GPU map) holds no
+            weights to write, and editing it is refused (:func:`workbench.edit.session.hf_parameter`).
 
     Raises:
         ModelNotFoundError: nothing was found under ``name_or_path``; the message lists where
             the loader looked.
+        InvalidRequestError: ``device`` together with ``device_map``, or ``max_memory`` or
+            ``offload_folder`` without it.
         UnsupportedModelError: the model's family is not in :data:`workbench.families.FAMILIES`
             (raised before any weights are read).
     """
@@ -69,14 +84,30 @@ def load_model(
     record_name = record_name or getattr(config, RECORD_KEY, None)
     if record_name is not None:
         setattr(config, RECORD_KEY, record_name)
+    placement = _placement(device, device_map, max_memory, offload_folder)
     hf_model = AutoModelForCausalLM.from_pretrained(
-        source, config=config, dtype=dtype, attn_implementation="eager", local_files_only=local_only
+        source, config=config, dtype=dtype, attn_implementation="eager", local_files_only=local_only, **placement
     )
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **_prefix_settings(record_name))
+    # a dispatched model stays where accelerate put it (the bridge reads its placement)
     bridge = TransformerBridge.boot_transformers(
-        str(source), hf_model=hf_model, tokenizer=tokenizer, device=device, dtype=dtype
+        str(source), hf_model=hf_model, tokenizer=tokenizer, device=None if device_map else device or "cpu", dtype=dtype
     )
     return bridge.eval()
+
+
+def _placement(device, device_map, max_memory, offload_folder) -> dict:
+    """``from_pretrained``'s placement arguments, checked."""
+    if device_map is None:
+        if max_memory is not None or offload_folder is not None:
+            raise InvalidRequestError("max_memory and offload_folder place a model's blocks: give device_map too")
+        return {}
+    if device is not None:
+        raise InvalidRequestError("give either device (one device for the whole model) or device_map, not both")
+    placement = {"device_map": device_map, "max_memory": max_memory}
+    if offload_folder is not None:
+        placement["offload_folder"] = str(offload_folder)
+    return placement
 
 
 def record_of(model: TransformerBridge) -> ModelRecord | None:
@@ -134,7 +165,8 @@ def frozen_weights(model: TransformerBridge) -> Iterator[None]:
 
 
 def hf_state_dict(model: TransformerBridge) -> dict[str, torch.Tensor]:
-    """The wrapped model's parameters and buffers under their Hugging Face names.
+    """The wrapped model's parameters and buffers under their Hugging Face names (where a device map
+    offloads a weight: its offloaded values, :mod:`workbench.placement`).
 
     Booting the bridge nests every wrapped module under ``_original_component`` and adds
     parameters of its own; this strips the nesting and keeps exactly the keys an unwrapped
@@ -147,7 +179,9 @@ def hf_state_dict(model: TransformerBridge) -> dict[str, torch.Tensor]:
         key.replace("._original_component", ""): value
         for key, value in hf_model.state_dict().items()
     }
-    return {key: value for key, value in state.items() if key in expected}
+    offloaded = {key for key, value in state.items() if key in expected and value.device.type == "meta"}
+    return {key: families.parameter_values(model, key) if key in offloaded else value
+            for key, value in state.items() if key in expected}
 
 
 def _resolve_source(name_or_path: str | os.PathLike) -> tuple[str, bool, str | None]:

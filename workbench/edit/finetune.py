@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from workbench import families
+from workbench import families, placement
 from workbench.data import EditRequest
 from workbench.edit.layers import edit_layer
 from workbench.edit.session import EditResult
+from workbench.errors import InvalidRequestError
 from workbench.tokens import pad_right, target_ids
 
 
@@ -66,6 +67,9 @@ def apply_finetune(result: EditResult, requests: list[EditRequest], layer: int |
     model = result.model
     layer = edit_layer(model, layer)
     projection = families.mlp_out_projection(model, layer)
+    if placement.is_offloaded(projection.module, "weight"):
+        raise InvalidRequestError(f"layer {layer}'s MLP output projection is offloaded by the model's device map, and "
+                                  "fine-tuning needs its gradient: map that layer to a device")
     parameter = projection.weight
     rows, flat = [], []  # flat: (row, position predicting the token, token)
     for request in requests:

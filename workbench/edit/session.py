@@ -20,7 +20,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import EditRequest
 from workbench.errors import InvalidRequestError
-from workbench.families import hf_parameter
+from workbench.families import parameter_values, set_parameter
 
 
 def describe_edit(kind: str, method: str, requests: list[EditRequest], detail: str) -> str:
@@ -60,29 +60,29 @@ class EditResult:
         """Add ``delta`` to the parameter ``name``, remembering its original value first."""
         if self.restored:
             raise InvalidRequestError("this edit was restored; start a new edit instead")
-        parameter = hf_parameter(self.model, name)
-        if delta.shape != parameter.shape:
-            raise InvalidRequestError(f"delta of shape {tuple(delta.shape)} for {name} of shape {tuple(parameter.shape)}")
+        values = parameter_values(self.model, name)
+        if delta.shape != values.shape:
+            raise InvalidRequestError(f"delta of shape {tuple(delta.shape)} for {name} of shape {tuple(values.shape)}")
         if name not in self._originals:
-            self._originals[name] = parameter.detach().clone()
-            self._deltas[name] = torch.zeros_like(parameter)
-        delta = delta.to(parameter.dtype)
+            self._originals[name] = values.detach().clone()
+            self._deltas[name] = torch.zeros_like(values)
+        delta = delta.to(values.device, values.dtype)
         with torch.no_grad():
-            parameter.add_(delta)
+            set_parameter(self.model, name, values + delta)
         self._deltas[name] += delta
 
     def set_change(self, name: str, change: torch.Tensor) -> None:
         """Make the parameter ``name`` its original value plus ``change`` (the total, not an increment)."""
-        parameter = hf_parameter(self.model, name)
+        values = parameter_values(self.model, name)
         if self.restored:
             raise InvalidRequestError("this edit was restored; start a new edit instead")
-        if change.shape != parameter.shape:
-            raise InvalidRequestError(f"change of shape {tuple(change.shape)} for {name} of shape {tuple(parameter.shape)}")
+        if change.shape != values.shape:
+            raise InvalidRequestError(f"change of shape {tuple(change.shape)} for {name} of shape {tuple(values.shape)}")
         if name not in self._originals:
-            self.apply_delta(name, torch.zeros_like(parameter))
-        change = change.to(parameter.dtype)
+            self.apply_delta(name, torch.zeros_like(values))
+        change = change.to(values.device, values.dtype)
         with torch.no_grad():
-            parameter.copy_(self._originals[name] + change)
+            set_parameter(self.model, name, self._originals[name] + change)
         self._deltas[name] = change.clone()
 
     def on_restore(self, callback: Callable[[], None]) -> None:
@@ -98,7 +98,7 @@ class EditResult:
         """
         with torch.no_grad():
             for name, original in reversed(self._originals.items()):
-                hf_parameter(self.model, name).copy_(original)
+                set_parameter(self.model, name, original)
         if not self.restored:
             for callback in self._on_restore:
                 callback()
@@ -140,14 +140,14 @@ class SavedEdit:
     def apply(self, model: TransformerBridge) -> EditResult:
         """Apply the saved deltas to ``model``; the returned result can restore it."""
         for name, delta in self.deltas.items():  # check everything before changing anything
-            parameter = hf_parameter(model, name)
+            parameter = parameter_values(model, name)
             if parameter.shape != delta.shape:
                 raise InvalidRequestError(
                     f"saved delta for {name} has shape {tuple(delta.shape)} but the model's is {tuple(parameter.shape)}"
                 )
         result = EditResult(model, self.method, list(self.requests), dict(self.info))
         for name, delta in self.deltas.items():
-            result.apply_delta(name, delta.to(hf_parameter(model, name).device))
+            result.apply_delta(name, delta)  # moved to the parameter's device there
         return result
 
 
