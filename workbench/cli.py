@@ -13,7 +13,7 @@ from workbench.zoo.train import TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``workbench`` argument parser: one subcommand per task (story, trace, attribute, edit, bench, zoo)."""
+    """The ``workbench`` argument parser: one subcommand per task (story, trace, trace-many, attribute, edit, bench, sequential, zoo)."""
     parser = argparse.ArgumentParser(
         prog="workbench",
         description="Locate, edit and evaluate factual knowledge in transformer language models.",
@@ -41,6 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
     tracing.add_argument("--model", default="factgpt", help="model name or directory (default: factgpt)")
     tracing.add_argument("--out", default="traces", help="output directory (default: ./traces)")
     tracing.set_defaults(handler=_run_trace)
+
+    many = commands.add_parser("trace-many", help="average indirect effect over a bundled model's known facts "
+                                                  "(in this process, or on Ray workers)")
+    many.add_argument("--model", default="factgpt", choices=["factgpt", "smollm2-135m"])
+    many.add_argument("--facts", type=int, default=100, help="known facts to trace (default: 100)")
+    many.add_argument("--kind", choices=["hidden", "mlp", "attn", "all"], default="all")
+    many.add_argument("--samples", type=int, default=10, help="noise samples per fact (default: 10)")
+    many.add_argument("--window", type=int, default=10, help="layers restored together for mlp/attn (default: 10)")
+    many.add_argument("--workers", type=int, default=0,
+                      help="Ray workers, each loading the model once (default: 0, this process only)")
+    many.add_argument("--address", help="an existing Ray cluster (e.g. auto); default: a local instance")
+    many.add_argument("--out", default="traces", help="output directory (default: ./traces)")
+    many.set_defaults(handler=_run_trace_many)
 
     attributing = commands.add_parser("attribute", help="integrated-gradients attribution to FFN neurons")
     attributing.add_argument("prompt")
@@ -148,6 +161,32 @@ def _run_trace(args: argparse.Namespace) -> int:
     first = results[0]
     print(f"answer {first.answer.strip()!r}: clean p={first.clean_prob:.3f}, corrupted p={first.corrupted_prob:.3f}")
     print(f"figure: {figure_path}")
+    return 0
+
+
+def _run_trace_many(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from workbench.engines import RayEngine
+    from workbench.locate.effects import trace_many
+    from workbench.models import load_model, record_of
+
+    model = load_model(args.model)
+    facts = record_of(model).known_facts(args.facts)
+    kinds = ["hidden", "mlp", "attn"] if args.kind == "all" else [args.kind]
+    engine = RayEngine(args.workers, args.address) if args.workers or args.address else None
+    started = time.perf_counter()
+    effect = trace_many(model, facts, kinds=kinds, samples=args.samples, window=args.window, engine=engine)
+    seconds = time.perf_counter() - started
+    stem = Path(args.out) / f"average_effect_{args.model}_{len(facts)}"
+    path = effect.save(stem.with_suffix(".json"))
+    effect.plot().savefig(stem.with_suffix(".png"), dpi=120)
+    where = f"{engine.workers} Ray workers" if engine else "this process"
+    print(f"{len(facts)} facts, {args.samples} samples, kinds {', '.join(kinds)}: {seconds:.1f} s on {where}")
+    if "mlp" in kinds:
+        print(f"MLP effect peaks at layer {effect.recommend_layer()} (last subject token)")
+    print(f"results: {path}\nfigure: {stem.with_suffix('.png')}")
     return 0
 
 

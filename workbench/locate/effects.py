@@ -11,13 +11,14 @@ ROME finds the fact is written into the residual stream, and is the default edit
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
+from workbench.engines import LocalEngine, RayEngine
 from workbench.errors import InvalidRequestError
 from workbench.locate.tracing import Kind, embedding_std, trace_kinds
 from workbench.results import JsonResult
@@ -106,6 +107,7 @@ def trace_many(
     severed: Literal["mlp", "attn"] | None = None,
     seed: int = 0,
     progress: bool = True,
+    engine: LocalEngine | RayEngine | None = None,
 ) -> AverageIndirectEffect:
     """Trace every ``(prompt, subject[, answer])`` and average the indirect effects by token role.
 
@@ -113,39 +115,60 @@ def trace_many(
     ROME, so every fact is corrupted equally. A missing answer is the model's top prediction.
     ``severed`` runs ROME's severed analysis for the ``"hidden"`` kind (the MLP or attention
     outputs after each restored layer kept at their corrupted values); comparing it with a plain
-    hidden trace shows how much of each layer's effect passes through the MLPs.
+    hidden trace shows how much of each layer's effect passes through the MLPs. ``engine`` runs
+    the facts elsewhere, e.g. ``RayEngine(workers=4)`` (:mod:`workbench.engines`); each fact's
+    trace depends only on the fact and these settings, so the result is the same.
     """
     if not prompts:
         raise InvalidRequestError("trace_many needs at least one (prompt, subject) pair")
     scale = noise * embedding_std(model, [item[1] for item in prompts])
-    n_layers = model.cfg.n_layers
-    sums = {kind: np.zeros((len(ROLES), n_layers)) for kind in kinds}
-    counts = {kind: [0] * len(ROLES) for kind in kinds}
-    clean, corrupted = [], []
-    for item in tqdm(prompts, desc="tracing facts", disable=not progress, unit="fact"):
-        prompt, subject = item[0], item[1]
-        answer = item[2] if len(item) > 2 else None
-        for result in trace_kinds(model, prompt, subject, kinds=kinds, answer=answer, samples=samples,
-                                  noise_scale=scale, window=window, severed=severed, seed=seed):
-            kind = result.kind
-            roles = token_roles(len(result.tokens), result.subject_start, result.subject_end)
-            effect = result.indirect_effect
-            for role in range(len(ROLES)):
-                rows = [p for p, r in enumerate(roles) if r == role]
-                if rows:
-                    sums[kind][role] += effect[rows].mean(axis=0)
-                    counts[kind][role] += 1
-        clean.append(result.clean_prob)
-        corrupted.append(result.corrupted_prob)
-    effects = {kind: sums[kind] / np.maximum(1, np.asarray(counts[kind]))[:, None] for kind in kinds}
+    settings = {"samples": samples, "noise": noise, "noise_scale": scale, "window": window, "severed": severed,
+                "seed": seed}
+    work = partial(_fact_effects, kinds=tuple(kinds), samples=samples, noise_scale=scale, window=window,
+                   severed=severed, seed=seed)
+    facts = (engine or LocalEngine()).map(model, work, [tuple(item) for item in prompts], desc="tracing facts",
+                                          progress=progress)
+    effects, counts = {}, {}
+    for kind in kinds:
+        per_fact = np.stack([fact.effects[kind] for fact in facts])  # [facts, roles, layers], NaN: role absent
+        present = ~np.isnan(per_fact[:, :, 0])  # [facts, roles]
+        counts[kind] = present.sum(axis=0).tolist()
+        sums = np.where(present[:, :, None], per_fact, 0.0).sum(axis=0)
+        effects[kind] = sums / np.maximum(1, present.sum(axis=0))[:, None]
     return AverageIndirectEffect(
         kinds=list(kinds),
         roles=list(ROLES),
         effects=effects,
         counts=counts,
         n_facts=len(prompts),
-        clean_prob=float(np.mean(clean)),
-        corrupted_prob=float(np.mean(corrupted)),
-        settings={"samples": samples, "noise": noise, "noise_scale": scale, "window": window, "severed": severed,
-                  "seed": seed},
+        clean_prob=float(np.mean([fact.clean_prob for fact in facts])),
+        corrupted_prob=float(np.mean([fact.corrupted_prob for fact in facts])),
+        settings=settings,
     )
+
+
+@dataclass(frozen=True)
+class FactEffects:
+    """One fact's share of :func:`trace_many`: per kind, the indirect effect averaged within each
+    token role (``[roles, layers]``, NaN rows for roles the prompt lacks), and its probabilities."""
+
+    effects: dict
+    clean_prob: float
+    corrupted_prob: float
+
+
+def _fact_effects(model: TransformerBridge, item: tuple, *, kinds: tuple[str, ...], samples: int, noise_scale: float,
+                  window: int, severed: str | None, seed: int) -> FactEffects:
+    prompt, subject = item[0], item[1]
+    answer = item[2] if len(item) > 2 else None
+    effects = {}
+    for result in trace_kinds(model, prompt, subject, kinds=kinds, answer=answer, samples=samples,
+                              noise_scale=noise_scale, window=window, severed=severed, seed=seed):
+        roles = token_roles(len(result.tokens), result.subject_start, result.subject_end)
+        by_role = np.full((len(ROLES), result.indirect_effect.shape[1]), np.nan)
+        for role in range(len(ROLES)):
+            rows = [p for p, r in enumerate(roles) if r == role]
+            if rows:
+                by_role[role] = result.indirect_effect[rows].mean(axis=0)
+        effects[result.kind] = by_role
+    return FactEffects(effects, result.clean_prob, result.corrupted_prob)
