@@ -3,6 +3,8 @@ reports the ROME edit undone bit-exactly. On factgpt, scaled down (few facts, fe
 default run; on smollm2-135m at full size, marked slow: there the edits must work."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import matplotlib
 import pytest
 
@@ -26,8 +28,10 @@ def _check_every_step(printed: str, out, model_name: str, outcome: dict) -> None
     assert f"figures: {out.resolve()}" in printed
 
 
-def test_story_on_factgpt_tells_every_step_and_restores_the_model(tmp_path, capsys):
-    outcome = run_story("factgpt", out=tmp_path, n_facts=12, n_edits=4)
+def test_story_on_factgpt_tells_every_step_and_restores_the_model(tmp_path, capsys, monkeypatch):
+    # scaled down for the default run: 2 noise samples, 6 traced facts, 4 edits
+    monkeypatch.setitem(SCRIPTS, "factgpt", replace(SCRIPTS["factgpt"], trace_samples=2))
+    outcome = run_story("factgpt", out=tmp_path, n_facts=6, n_edits=4)
     _check_every_step(capsys.readouterr().out, tmp_path, "factgpt", outcome)
 
 
