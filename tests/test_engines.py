@@ -13,11 +13,14 @@ import torch
 
 import workbench
 from workbench.edit.session import EditResult
+from workbench.edit.stats import using_corpus
 from workbench.engines import RayEngine
 from workbench.errors import InvalidRequestError
 from workbench.families import mlp_out_projection
+from workbench.evaluate.bench import run_bench
 from workbench.locate.effects import trace_many
 from workbench.models import record_of
+from workbench.zoo.benchmark import benchmark
 
 ray = pytest.importorskip("ray")
 SETTINGS = {"kinds": ("hidden", "mlp"), "samples": 2, "progress": False}
@@ -38,7 +41,7 @@ def engine():
 
 @pytest.fixture(scope="module")
 def facts(model):
-    return record_of(model).known_facts(10)
+    return record_of(model).known_facts(6)
 
 
 @pytest.fixture(scope="module")
@@ -79,4 +82,21 @@ def test_a_model_edited_in_memory_is_refused(model, engine, facts):
     with EditResult(model, "by hand", []) as edited:
         edited.apply_delta(projection.name, torch.full_like(projection.weight, 1e-3))
         with pytest.raises(InvalidRequestError, match="differs from the model given"):
+            trace_many(model, facts[:2], engine=engine, **SETTINGS)
+
+
+def test_a_bench_on_two_workers_gives_the_single_process_metrics(model, engine):
+    cases = benchmark("factgpt", 2)
+    local = run_bench(model, cases, "ft", fluency_tokens=5, progress=False)
+    remote = run_bench(model, cases, "ft", fluency_tokens=5, progress=False, engine=engine)
+    assert remote.layers == local.layers
+    for on_workers, here in zip(remote.cases, local.cases):
+        for key, value in here.items():
+            if key != "edit_seconds":
+                assert on_workers[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_a_corpus_set_here_is_refused_on_workers(model, engine, facts):
+    with using_corpus(["A short text about nothing."], "one-line"):
+        with pytest.raises(InvalidRequestError, match="does not reach Ray workers"):
             trace_many(model, facts[:2], engine=engine, **SETTINGS)

@@ -49,9 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     many.add_argument("--kind", choices=["hidden", "mlp", "attn", "all"], default="all")
     many.add_argument("--samples", type=int, default=10, help="noise samples per fact (default: 10)")
     many.add_argument("--window", type=int, default=10, help="layers restored together for mlp/attn (default: 10)")
-    many.add_argument("--workers", type=int, default=0,
-                      help="Ray workers, each loading the model once (default: 0, this process only)")
-    many.add_argument("--address", help="an existing Ray cluster (e.g. auto); default: a local instance")
+    _add_engine_options(many)
     many.add_argument("--out", default="traces", help="output directory (default: ./traces)")
     many.set_defaults(handler=_run_trace_many)
 
@@ -93,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", default="factgpt")
     bench.add_argument("--fluency-tokens", type=int, default=30, help="tokens per generation for fluency (0: skip)")
     bench.add_argument("--out", default="results", help="output directory (default: ./results)")
+    _add_engine_options(bench)  # independent edits only; the scaling study runs in this process
     _add_corpus_option(bench)
     bench.set_defaults(handler=_run_bench)
 
@@ -164,18 +163,30 @@ def _run_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=0,
+                        help="Ray workers, each loading the model once (default: 0, this process only)")
+    parser.add_argument("--address", help="an existing Ray cluster (e.g. auto); default: a local instance")
+
+
+def _engine(args: argparse.Namespace):
+    """A Ray engine when ``--workers`` or ``--address`` is given, else ``None`` (this process)."""
+    from workbench.engines import RayEngine
+
+    return RayEngine(args.workers or 2, args.address) if args.workers or args.address else None
+
+
 def _run_trace_many(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from workbench.engines import RayEngine
     from workbench.locate.effects import trace_many
     from workbench.models import load_model, record_of
 
     model = load_model(args.model)
     facts = record_of(model).known_facts(args.facts)
     kinds = ["hidden", "mlp", "attn"] if args.kind == "all" else [args.kind]
-    engine = RayEngine(args.workers, args.address) if args.workers or args.address else None
+    engine = _engine(args)
     started = time.perf_counter()
     effect = trace_many(model, facts, kinds=kinds, samples=args.samples, window=args.window, engine=engine)
     seconds = time.perf_counter() - started
@@ -244,7 +255,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         return _run_scaling(args)
     model = load_model(args.model)
     records = _bench_records(model, args.data, args.cases)
-    result = run_bench(model, records, args.method, layer=args.layer, fluency_tokens=args.fluency_tokens)
+    result = run_bench(model, records, args.method, layer=args.layer, fluency_tokens=args.fluency_tokens,
+                       engine=_engine(args))
     path = result.save(Path(args.out) / f"bench_{args.method}_{len(records)}.json")
     print(f"{args.method} at layer(s) {result.layers}, {result.n_cases} cases, {result.edit_seconds:.2f} s per edit\n")
     print(result.table())
@@ -259,6 +271,9 @@ def _run_scaling(args: argparse.Namespace) -> int:
     from workbench.models import load_model
     from workbench.plot.scaling import plot_scaling
 
+    if args.workers or args.address:
+        raise InvalidRequestError("--workers and --address run independent edits on Ray; the scaling study "
+                                  "(--edits, --methods) runs in this process")
     methods = (args.methods or args.method).split(",")
     counts = [int(n) for n in (args.edits or str(args.cases)).split(",")]
     model = load_model(args.model)

@@ -105,10 +105,15 @@ class RayEngine:
         """Start the actors for ``model`` (once per model source) and return their process ids.
 
         Raises:
-            InvalidRequestError: Ray is not installed, or the workers' model differs from ``model``.
+            InvalidRequestError: Ray is not installed, the workers' model differs from ``model``, or a
+                statistics corpus is set with :func:`workbench.edit.stats.using_corpus` (workers would
+                not see it).
         """
-        from workbench.edit.stats import weights_fingerprint
+        from workbench.edit.stats import active_corpus, weights_fingerprint
 
+        if active_corpus() is not None:
+            raise InvalidRequestError(f"a statistics corpus set with using_corpus ({active_corpus()[0]!r}) does not reach "
+                                      "Ray workers; run locally, or use the model's own corpus")
         ray = _ray()
         source, expected = model_source(model), weights_fingerprint(model)
         if not self._actors or source != self._source:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from statistics import mean
 
-from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
 from workbench.edit.api import edit
+from workbench.engines import LocalEngine, RayEngine
 from workbench.evaluate.fluency import fluency
 from workbench.evaluate.metrics import case_metrics, summarize
 from workbench.results import JsonResult
@@ -71,6 +72,23 @@ class BenchResult(JsonResult):
         return "\n".join(lines)
 
 
+def _edited_case(model: TransformerBridge, case: tuple[CounterFactRecord, list[str]], *, method: str,
+                 layer: int | None, fluency_tokens: int, hparams: dict) -> tuple[dict, list[int]]:
+    """One case edited, measured and restored: its metrics (with ``edit_seconds``) and the layers changed."""
+    record, prompts = case
+    started = time.perf_counter()
+    with edit(model, record, method, layer=layer, check_targets=False, **hparams) as result:
+        seconds = time.perf_counter() - started
+        (metrics,) = case_metrics(model, [record])
+        metrics["edit_seconds"] = seconds
+        details = (result.info.get("requests") or [{}])[0]
+        if "v_steps" in details:  # ROME's search for its value vector
+            metrics["search_steps"] = details["v_steps"]
+        if fluency_tokens and prompts:
+            metrics["fluency"] = fluency(model, prompts, max_new_tokens=fluency_tokens)
+    return metrics, result.layers
+
+
 def run_bench(
     model: TransformerBridge,
     records: Sequence[CounterFactRecord],
@@ -79,34 +97,26 @@ def run_bench(
     layer: int | None = None,
     fluency_tokens: int = 30,
     progress: bool = True,
+    engine: LocalEngine | RayEngine | None = None,
     **hparams,
 ) -> BenchResult:
     """Edit every case independently with ``method`` and measure it; the model is left unedited.
 
     ``layer`` is passed to :func:`workbench.edit` (``None``: the method's default). Cases whose
     ``target_new`` the unedited model already predicts are edited anyway (``check_targets=False``)
-    rather than aborting the run; their efficacy says so.
+    rather than aborting the run; their efficacy says so. ``engine`` edits the cases elsewhere,
+    e.g. on Ray workers (:mod:`workbench.engines`); the unedited model is measured here.
     """
     before_cases = case_metrics(model, records)
     before = summarize(before_cases)
     generation_prompts = [list(r.generation_prompts[:2]) for r in records]
     if fluency_tokens:
         before["fluency"] = fluency(model, [p for ps in generation_prompts for p in ps], max_new_tokens=fluency_tokens)
-    cases, seconds, layers = [], [], []
-    for record, prompts in tqdm(list(zip(records, generation_prompts)), desc=f"bench {method}", disable=not progress,
-                                unit="case"):
-        started = time.perf_counter()
-        with edit(model, record, method, layer=layer, check_targets=False, **hparams) as result:
-            seconds.append(time.perf_counter() - started)
-            layers = layers or result.layers
-            (metrics,) = case_metrics(model, [record])
-            metrics["edit_seconds"] = seconds[-1]
-            details = (result.info.get("requests") or [{}])[0]
-            if "v_steps" in details:  # ROME's search for its value vector
-                metrics["search_steps"] = details["v_steps"]
-            if fluency_tokens and prompts:
-                metrics["fluency"] = fluency(model, prompts, max_new_tokens=fluency_tokens)
-        cases.append(metrics)
+    work = partial(_edited_case, method=method, layer=layer, fluency_tokens=fluency_tokens, hparams=hparams)
+    outcomes = (engine or LocalEngine()).map(model, work, list(zip(records, generation_prompts)),
+                                             desc=f"bench {method}", progress=progress)
+    cases = [metrics for metrics, _ in outcomes]
+    layers = next((changed for _, changed in outcomes if changed), [])
     return BenchResult(
         method=method,
         layers=layers,
@@ -114,6 +124,6 @@ def run_bench(
         before=before,
         after=summarize(cases),
         cases=cases,
-        edit_seconds=mean(seconds),
+        edit_seconds=mean(case["edit_seconds"] for case in cases),
         settings={"hparams": hparams, "layer": layer, "fluency_tokens": fluency_tokens},
     )
