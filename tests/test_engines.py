@@ -2,6 +2,7 @@
 model the workers cannot load as it is."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -18,6 +19,8 @@ from workbench.engines import RayEngine
 from workbench.errors import InvalidRequestError
 from workbench.families import mlp_out_projection
 from workbench.evaluate.bench import run_bench
+from workbench.evaluate.layer_sweep import sweep_edit_layers
+from workbench.evaluate.scaling import ScalingResult, run_scaling
 from workbench.locate.effects import trace_many
 from workbench.models import record_of
 from workbench.zoo.benchmark import benchmark
@@ -100,3 +103,58 @@ def test_a_corpus_set_here_is_refused_on_workers(model, engine, facts):
     with using_corpus(["A short text about nothing."], "one-line"):
         with pytest.raises(InvalidRequestError, match="does not reach Ray workers"):
             trace_many(model, facts[:2], engine=engine, **SETTINGS)
+
+
+@contextlib.contextmanager
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _assert_close(found, expected, where=""):
+    """Nested dicts and lists equal, numbers to 1e-6."""
+    if isinstance(expected, dict):
+        assert found.keys() == expected.keys(), where
+        for key in expected:
+            _assert_close(found[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert len(found) == len(expected), where
+        for index, (a, b) in enumerate(zip(found, expected)):
+            _assert_close(a, b, f"{where}[{index}]")
+    else:
+        assert found == pytest.approx(expected, abs=1e-6), where
+
+
+def test_a_scaling_study_on_two_workers_gives_the_single_process_runs(model, engine, tmp_path):
+    cases = benchmark("factgpt", 3)
+    settings = {"mode": "sequential", "fluency_cases": 2, "fluency_tokens": 5, "progress": False}
+    with one_thread():  # as each worker: fine-tuning steps amplify the rounding of other thread counts
+        local = run_scaling(model, cases, ["ft", "rome"], [1, 3], **settings)
+    checkpoint = tmp_path / "scaling.json"
+    remote = run_scaling(model, cases, ["ft", "rome"], [1, 3], engine=engine, checkpoint=checkpoint, **settings)
+    assert [(run["method"], run["n_edits"]) for run in remote.runs] == [("ft", 1), ("ft", 3), ("rome", 1), ("rome", 3)]
+    timing = ("edit_seconds", "peak_mb")
+    _assert_close([{k: v for k, v in run.items() if k not in timing} for run in remote.runs],
+                  [{k: v for k, v in run.items() if k not in timing} for run in local.runs])
+    assert len(ScalingResult.load(checkpoint).runs) == 4  # saved as the runs came back from the workers
+
+
+def test_an_edit_layer_sweep_on_two_workers_gives_the_single_process_scores(model, engine):
+    cases = benchmark("factgpt", 2)
+    with one_thread():
+        local = sweep_edit_layers(model, cases, [1, 3], "ft", progress=False)
+    remote = sweep_edit_layers(model, cases, [1, 3], "ft", progress=False, engine=engine)
+    _assert_close(remote.scores, local.scores)
+    _assert_close(remote.unedited, local.unedited)
+
+
+def test_bad_worker_resources_are_refused():
+    with pytest.raises(InvalidRequestError, match="gpus_per_worker"):
+        RayEngine(workers=1, gpus_per_worker=-1)
+    assert RayEngine(workers=1, gpus_per_worker=0.5).load_options == {"device": "cuda"}
+    placed = RayEngine(workers=1, gpus_per_worker=1, load_options={"device_map": "auto"})
+    assert placed.load_options == {"device_map": "auto"}  # the caller's placement is kept

@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", default="factgpt")
     bench.add_argument("--fluency-tokens", type=int, default=30, help="tokens per generation for fluency (0: skip)")
     bench.add_argument("--out", default="results", help="output directory (default: ./results)")
-    _add_engine_options(bench)  # independent edits only; the scaling study runs in this process
+    _add_engine_options(bench)  # independent cases, or (scaling study) independent (method, N) runs
     _add_corpus_option(bench)
     bench.set_defaults(handler=_run_bench)
 
@@ -271,16 +271,14 @@ def _run_scaling(args: argparse.Namespace) -> int:
     from workbench.models import load_model
     from workbench.plot.scaling import plot_scaling
 
-    if args.workers or args.address:
-        raise InvalidRequestError("--workers and --address run independent edits on Ray; the scaling study "
-                                  "(--edits, --methods) runs in this process")
     methods = (args.methods or args.method).split(",")
     counts = [int(n) for n in (args.edits or str(args.cases)).split(",")]
     model = load_model(args.model)
     records = _bench_records(model, args.data, max(counts))
     layer = {} if args.layer is None else {"layer": args.layer}
     result = run_scaling(model, records, methods, counts, mode=args.mode, batch_size=args.batch_size,
-                         fluency_tokens=args.fluency_tokens, hparams={method: layer for method in methods})
+                         fluency_tokens=args.fluency_tokens, hparams={method: layer for method in methods},
+                         engine=_engine(args))
     stem = Path(args.out) / f"scaling_{args.mode}_{'-'.join(methods)}_{max(counts)}"
     path = result.save(stem.with_suffix(".json"))
     plot_scaling([result]).savefig(stem.with_suffix(".png"), dpi=120)

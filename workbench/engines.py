@@ -30,15 +30,22 @@ from workbench.errors import InvalidRequestError
 
 Work = Callable[[TransformerBridge, Any], Any]
 """One item's work: ``(model, item) -> result``; a module-level function (or a ``functools.partial`` of one)."""
+OnResult = Callable[[int, Any], None]
+"""Called in the caller's process with (item index, result) as each result arrives, e.g. to save progress."""
 
 
 class LocalEngine:
     """Runs every item in this process, in order, on the caller's model."""
 
     def map(self, model: TransformerBridge, work: Work, items: Sequence, *, desc: str = "items",
-            progress: bool = True) -> list:
+            progress: bool = True, on_result: OnResult | None = None) -> list:
         """``[work(model, item) for item in items]``, with a progress bar."""
-        return [work(model, item) for item in tqdm(items, desc=desc, disable=not progress, unit="item")]
+        results = []
+        for index, item in enumerate(tqdm(items, desc=desc, disable=not progress, unit="item")):
+            results.append(work(model, item))
+            if on_result is not None:
+                on_result(index, results[-1])
+        return results
 
 
 def model_source(model: TransformerBridge) -> str:
@@ -58,13 +65,13 @@ def model_source(model: TransformerBridge) -> str:
 class _Worker:
     """A Ray actor's state: one loaded model."""
 
-    def __init__(self, source: str, threads: int) -> None:
+    def __init__(self, source: str, threads: int, load_options: dict) -> None:
         import torch
 
         from workbench.models import load_model
 
         torch.set_num_threads(threads)
-        self.model = load_model(source)
+        self.model = load_model(source, **load_options)
 
     def fingerprint(self) -> str:
         from workbench.edit.stats import weights_fingerprint
@@ -87,15 +94,29 @@ class RayEngine:
         address: an existing Ray cluster (``"ray://host:10001"`` or ``"auto"``); ``None`` starts a
             local instance on this machine (or uses the one already running in this process).
         threads_per_worker: torch threads (and Ray CPUs) per actor.
+        gpus_per_worker: GPUs Ray reserves for each actor (a fraction shares one GPU among several
+            actors); with any, a worker loads its model on ``"cuda"`` (Ray sets each actor's
+            ``CUDA_VISIBLE_DEVICES``) unless ``load_options`` places it otherwise.
+        load_options: keyword arguments of :func:`workbench.models.load_model` for the workers,
+            e.g. ``{"device_map": "auto", "max_memory": {...}}`` for a model spread over a worker's GPUs.
+            The workers' weights must still equal the caller's (same dtype, no edit in memory).
 
-    ``pids_seen`` collects the worker processes that returned results.
+    ``pids_seen`` collects the worker processes that returned results. Tested on CPU workers only;
+    GPU reservations follow Ray's documented ``num_gpus`` semantics.
     """
 
-    def __init__(self, workers: int = 2, address: str | None = None, threads_per_worker: int = 1) -> None:
+    def __init__(self, workers: int = 2, address: str | None = None, threads_per_worker: int = 1,
+                 gpus_per_worker: float = 0, load_options: dict | None = None) -> None:
         if workers < 1 or threads_per_worker < 1:
             raise InvalidRequestError(
                 f"workers and threads_per_worker must be at least 1, got {workers} and {threads_per_worker}")
+        if gpus_per_worker < 0:
+            raise InvalidRequestError(f"gpus_per_worker must not be negative, got {gpus_per_worker}")
         self.workers, self.address, self.threads = workers, address, threads_per_worker
+        self.gpus = gpus_per_worker
+        self.load_options = dict(load_options or {})
+        if self.gpus and not {"device", "device_map"} & self.load_options.keys():
+            self.load_options["device"] = "cuda"
         self.pids_seen: set[int] = set()
         self._actors: list = []
         self._source: str | None = None
@@ -123,8 +144,8 @@ class RayEngine:
                 local = {"num_cpus": self.workers * self.threads, "_node_ip_address": "127.0.0.1"}
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                          **({} if self.address else local))
-            actor = ray.remote(num_cpus=self.threads, max_restarts=-1, max_task_retries=-1)(_Worker)
-            self._actors = [actor.remote(source, self.threads) for _ in range(self.workers)]
+            actor = ray.remote(num_cpus=self.threads, num_gpus=self.gpus, max_restarts=-1, max_task_retries=-1)(_Worker)
+            self._actors = [actor.remote(source, self.threads, self.load_options) for _ in range(self.workers)]
             self._source = source
             self._fingerprints = set(ray.get([a.fingerprint.remote() for a in self._actors]))
         if self._fingerprints != {expected}:
@@ -133,7 +154,7 @@ class RayEngine:
         return ray.get([actor.pid.remote() for actor in self._actors])
 
     def map(self, model: TransformerBridge, work: Work, items: Sequence, *, desc: str = "items",
-            progress: bool = True) -> list:
+            progress: bool = True, on_result: OnResult | None = None) -> list:
         """``[work(model, item) for item in items]`` computed on the workers, in the items' order."""
         ray = _ray()
         self.start(model)
@@ -143,9 +164,12 @@ class RayEngine:
                   unit="item") as bar:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
-                pid, results[pending.pop(done[0])] = ray.get(done[0])
+                index = pending.pop(done[0])
+                pid, results[index] = ray.get(done[0])
                 self.pids_seen.add(pid)
                 bar.update(1)
+                if on_result is not None:
+                    on_result(index, results[index])
         return results
 
     def shutdown(self) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import nn
 
 from workbench.errors import LayerOutOfRangeError, UnsupportedModelError
@@ -151,29 +151,36 @@ def hf_module(model: TransformerBridge, path: str) -> nn.Module:
 
 def hf_parameter(model: TransformerBridge, name: str) -> nn.Parameter:
     """The live parameter with Hugging Face name ``name`` (e.g. ``transformer.h.3.mlp.c_proj.weight``)."""
+    module, attribute = _parameter_location(model, name)
+    return getattr(module, attribute)
+
+
+def _parameter_location(model: TransformerBridge, name: str) -> tuple[nn.Module, str]:
+    """(module, attribute) holding the parameter ``name``; an unknown name raises."""
     path, _, attribute = name.rpartition(".")
     try:
-        parameter = getattr(hf_module(model, path), attribute)
+        module = hf_module(model, path)
     except AttributeError:
-        parameter = None
-    if not isinstance(parameter, nn.Parameter):
+        module = None
+    if not isinstance(getattr(module, attribute, None), nn.Parameter):
         raise UnsupportedModelError(f"the model has no parameter named {name!r}")
-    return parameter
+    return module, attribute
 
 
 def parameter_values(model: TransformerBridge, name: str) -> torch.Tensor:
     """The values of the parameter ``name``: the live tensor, or for a weight offloaded by a device
     map, its offloaded copy (:mod:`workbench.placement`)."""
-    path, _, attribute = name.rpartition(".")
-    hf_parameter(model, name)  # an unknown name raises here
-    return placement.read(hf_module(model, path), attribute)
+    return placement.read(*_parameter_location(model, name))
 
 
 def set_parameter(model: TransformerBridge, name: str, values: torch.Tensor) -> None:
     """Write ``values`` into the parameter ``name`` (in place; where offloaded, into its weights map)."""
-    path, _, attribute = name.rpartition(".")
-    hf_parameter(model, name)
-    placement.write(hf_module(model, path), attribute, values)
+    placement.write(*_parameter_location(model, name), values)
+
+
+def add_to_parameter(model: TransformerBridge, name: str, increment: torch.Tensor) -> None:
+    """Add ``increment`` to the parameter ``name`` (in place; where offloaded, in its weights map)."""
+    placement.add(*_parameter_location(model, name), increment)
 
 
 def _unwrap(module: nn.Module) -> nn.Module:
@@ -292,6 +299,32 @@ def run_from_block(model: TransformerBridge, first: int, hidden: Float[torch.Ten
     :func:`blocks_bypassed`); ``kwargs`` go to the model (``past_key_values``, ``logits_to_keep``...)."""
     with blocks_bypassed(model, first):
         return model.original_model(inputs_embeds=hidden, **kwargs)
+
+
+class _Stop(Exception):
+    """Ends a forward pass once the wanted residual stream has been read."""
+
+
+@torch.no_grad()
+def residual_entering(model: TransformerBridge, input_ids: Int[torch.Tensor, "batch pos"],
+                      layer: int) -> Float[torch.Tensor, "batch pos d_model"]:
+    """The residual stream entering block ``layer`` (right-padded rows need no mask); the blocks from
+    ``layer`` on are not run."""
+    captured: dict[str, torch.Tensor] = {}
+
+    def capture(module, args, kwargs):
+        captured["hidden"] = (args[0] if args else kwargs["hidden_states"]).detach()
+        raise _Stop
+
+    block = hf_module(model, family_of(model).layer.format(check_layer(model, layer)))
+    handle = block.register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        model.original_model(input_ids, use_cache=False)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    return captured["hidden"]
 
 
 @contextmanager

@@ -66,9 +66,10 @@ def load_model(
             ``max_memory`` caps each device (``{0: "20GiB", "cpu": "60GiB"}``); blocks mapped to
             ``"disk"`` are written to ``offload_folder`` and read back at every forward pass. Hooks
             fire on whichever device holds the block, so tracing, patching and attribution work
-            unchanged (tested with a CPU/disk split). Edits are written where a layer's weights live
-            on a device; a layer offloaded to disk (or CPU-offloaded under a GPU map) holds no
-            weights to write, and editing it is refused (:func:`workbench.edit.session.hf_parameter`).
+            unchanged (tested with a CPU/disk split). Edits are written where each weight lives:
+            on its device, or for an offloaded block into accelerate's weights map (kept in CPU
+            memory once written, :mod:`workbench.placement`); the fine-tuning baselines refuse an
+            offloaded layer (they need its gradient).
 
     Raises:
         ModelNotFoundError: nothing was found under ``name_or_path``; the message lists where

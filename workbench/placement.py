@@ -51,3 +51,13 @@ def write(module: nn.Module, attribute: str, values: torch.Tensor) -> None:
         in_memory[key] = values.detach().to("cpu", copy=True)
     else:
         store[key].copy_(values)
+
+
+@torch.no_grad()
+def add(module: nn.Module, attribute: str, increment: torch.Tensor) -> None:
+    """Add ``increment`` to ``module.attribute``: in place on a device (no full-size temporary), through
+    :func:`read` and :func:`write` where offloaded."""
+    if is_offloaded(module, attribute):
+        write(module, attribute, read(module, attribute) + increment)
+    else:
+        getattr(module, attribute).add_(increment)

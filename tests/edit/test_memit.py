@@ -174,3 +174,22 @@ def test_a_bfloat16_search_finds_nearly_the_float32_deltas(models):
     assert not torch.equal(exact.deltas, reduced.deltas)  # bfloat16 did run
     with pytest.raises(InvalidRequestError, match="search dtype"):
         ValueSearch(dtype="float16")
+
+
+def test_stop_on_target_bounds_the_whole_targets_nll_not_its_token_mean(models):
+    """A stop loss between a long target's mean token NLL and its total NLL stops the search at
+    once under ``token_mean`` and keeps it running under ``target``."""
+    model = models["gpt2"]
+    hook = families.Hooks.resid_post(1)
+    request = EditRequest("The capital of {} is", "France", "the Republic of Trinidad and Tobago", "Paris")
+    n_tokens = len(model.tokenizer(" " + request.target_new, add_special_tokens=False)["input_ids"])
+    assert n_tokens > 3
+    measured = optimise_value_deltas(model, hook, [request], ["{}"], ValueSearch(steps=1))
+    mean_nll = measured.final_nll[0]
+    threshold = mean_nll * (1 + n_tokens) / 2  # above the mean, below the sum (mean x tokens)
+    by_mean = optimise_value_deltas(model, hook, [request], ["{}"], ValueSearch(steps=4, stop_loss=threshold))
+    by_target = optimise_value_deltas(model, hook, [request], ["{}"],
+                                      ValueSearch(steps=4, stop_loss=threshold, stop_on="target"))
+    assert by_mean.steps == [1] and by_target.steps == [4]
+    with pytest.raises(InvalidRequestError, match="stop_on"):
+        ValueSearch(stop_on="sum")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord, EditRequest
-from workbench.edit import alphaedit, finetune, kn, memit, rome
+from workbench.edit import alphaedit, caching, finetune, kn, mend, memit, rome, serac
 from workbench.edit.layers import N_FACTS, default_edit_layer
 from workbench.edit.session import EditResult
 from workbench.edit.stats import active_corpus, pinned_statistics, using_corpus
@@ -33,6 +33,8 @@ class Editor:
 
     defaults: Callable[[TransformerBridge], Any]
     apply: Callable[..., None]
+    edits_layers: bool = True
+    """False for editors that keep edits outside the weights (no edit layer is looked up)."""
 
 
 EDITORS: dict[str, Editor] = {
@@ -42,6 +44,9 @@ EDITORS: dict[str, Editor] = {
     "kn": Editor(kn.hyperparameters_for, kn.apply_kn),
     "ft": Editor(finetune.ft_hyperparameters, finetune.apply_finetune),
     "ft-l": Editor(finetune.ft_l_hyperparameters, finetune.apply_finetune),
+    "caching": Editor(caching.caching_hyperparameters, caching.apply_caching, edits_layers=False),
+    "serac": Editor(serac.serac_hyperparameters, serac.apply_serac, edits_layers=False),
+    "mend": Editor(mend.mend_hyperparameters, mend.apply_mend, edits_layers=False),
 }
 """method name -> :class:`Editor`."""
 
@@ -70,7 +75,12 @@ def edit(
             in", subject="Eiffel Tower", target="Rome"`` (the subject must occur in the prompt).
         method: ``"rome"`` (Meng et al. 2022), ``"memit"`` (Meng et al. 2023), ``"alphaedit"`` (MEMIT
             projected onto the corpus keys' null space, Fang et al. 2025), ``"kn"`` (Dai et
-            al. 2022), ``"ft"`` or ``"ft-l"`` (fine-tuning baselines, Zhu et al. 2020).
+            al. 2022), ``"ft"`` or ``"ft-l"`` (fine-tuning baselines, Zhu et al. 2020), ``"caching"``
+            (edits kept in a memory that answers matching prompts; no weight changes,
+            :mod:`workbench.edit.caching`), ``"serac"`` (a memory, a scope classifier and the base
+            model prompted with the edit, Mitchell et al. 2022; :mod:`workbench.edit.serac`),
+            ``"mend"`` (trained networks turn the fine-tuning gradient into a weight edit of the last
+            blocks, Mitchell et al. 2022; :mod:`workbench.edit.mend`).
         layer: the layer to edit; ``None`` takes a bundled model's tuned layer for the method, else
             the layer recommended by causal tracing on its known facts
             (:func:`workbench.edit.layers.default_edit_layer`). MEMIT and AlphaEdit also take a list of layers;
@@ -104,14 +114,14 @@ def edit(
     record = record_of(model)
     tuned = dict(record.editor_settings.get(method, {})) if record is not None else {}
     tuned_layer = tuned.pop("layer", None)  # popped either way: it is an argument, not a hyper-parameter
-    layer = tuned_layer if layer is None else layer
+    layer = tuned_layer if layer is None and editor.edits_layers else layer
     settings = dataclasses.replace(defaults, **{**tuned, **hparams})
     batch = _as_requests(requests)
     validate_requests(model, batch, check_targets=check_targets)
     # one weights fingerprint per call: the statistics, the edit layer and the context prefixes
     # are all looked up under the weights the edit starts from
     with _record_corpus(record), pinned_statistics(model):
-        if layer is None and method != "kn" and record is not None:
+        if layer is None and method != "kn" and editor.edits_layers and record is not None:
             layer = default_edit_layer(model, record.known_facts(N_FACTS))
         result = EditResult(model, method, batch)
         try:

@@ -50,7 +50,10 @@ class RomeHyperParams:
         clamp_norm_factor: ||delta|| is kept below this multiple of ||v||.
         kl_factor: weight of the KL term on the "{subject} is a" prompt.
         prefixes: (length in tokens, count) of random prefixes sampled from the model for k* and v*.
-        stop_loss: stop the optimisation once the target's mean NLL falls below this.
+        stop_loss: stop the optimisation once the target's NLL falls below this.
+        stop_on: ``"token_mean"`` (the NLL averaged over the target's tokens, as the reference) or
+            ``"target"`` (the whole target's NLL, what the metrics compare); see
+            :class:`workbench.edit.targets.ValueSearch`.
         mom2_n_samples: texts of the corpus used for C (all if None).
         seed: seeds the prefixes.
         v_dtype: ``"float32"`` or ``"bfloat16"`` (autocast) for the search's forward and backward passes.
@@ -66,11 +69,12 @@ class RomeHyperParams:
     mom2_n_samples: int | None = None
     seed: int = 0
     v_dtype: str = "float32"
+    stop_on: str = "token_mean"
 
     def value_search(self) -> ValueSearch:
         """The settings of the search for delta (:mod:`workbench.edit.targets`)."""
         return ValueSearch(self.v_steps, self.v_lr, self.v_weight_decay, self.clamp_norm_factor,
-                           self.kl_factor, self.stop_loss, self.v_dtype)
+                           self.kl_factor, self.stop_loss, self.v_dtype, self.stop_on)
 
 
 def hyperparameters_for(model: TransformerBridge) -> RomeHyperParams:

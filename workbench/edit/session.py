@@ -20,7 +20,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import EditRequest
 from workbench.errors import InvalidRequestError
-from workbench.families import parameter_values, set_parameter
+from workbench.families import add_to_parameter, parameter_values, set_parameter
 
 
 def describe_edit(kind: str, method: str, requests: list[EditRequest], detail: str) -> str:
@@ -67,8 +67,7 @@ class EditResult:
             self._originals[name] = values.detach().clone()
             self._deltas[name] = torch.zeros_like(values)
         delta = delta.to(values.device, values.dtype)
-        with torch.no_grad():
-            set_parameter(self.model, name, values + delta)
+        add_to_parameter(self.model, name, delta)
         self._deltas[name] += delta
 
     def set_change(self, name: str, change: torch.Tensor) -> None:

@@ -50,13 +50,21 @@ class ValueSearch:
     dtype: str = "float32"
     """``"bfloat16"`` runs each step's forward and backward under bfloat16 autocast (delta, the
     loss and the optimiser stay float32); faster on CPUs with bfloat16 matrix units."""
+    stop_on: str = "token_mean"
+    """What ``stop_loss`` bounds: ``"token_mean"``, the mean NLL over the target's tokens (the
+    reference implementations), or ``"target"``, the NLL of the whole target (the sum), which is
+    what the CounterFact metrics compare. Under the mean, a long target stops with its first token
+    still unlikely, because the later ones follow from it almost surely."""
 
     def __post_init__(self) -> None:
         if self.dtype not in SEARCH_DTYPES:
             raise InvalidRequestError(f"search dtype {self.dtype!r}: choose one of {sorted(SEARCH_DTYPES)}")
+        if self.stop_on not in STOP_MEASURES:
+            raise InvalidRequestError(f"stop_on {self.stop_on!r}: choose one of {STOP_MEASURES}")
 
 
 SEARCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+STOP_MEASURES = ("token_mean", "target")
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,7 @@ def _optimise_chunk(
     token = torch.tensor([t for o in contexts.request_of_row for t in targets[o]], device=device)
     token_owner = torch.tensor([o for o in contexts.request_of_row for _ in targets[o]], device=device)
     tokens_per_request = torch.bincount(token_owner, minlength=n).double()
+    contexts_per_request = torch.bincount(owner[:n_prompt_rows], minlength=n).double()
 
     delta = torch.zeros(n, model.cfg.d_model, device=device, requires_grad=True)
     first: dict[str, torch.Tensor] = {}  # activations of step 0, where delta is still zero
@@ -167,8 +176,8 @@ def _optimise_chunk(
         with autocast:
             logits = _run_running_rows(model, rows, predict, hooks, ~done[owner], entry_row, running, owner)
         token_log_probs = logits[target_logit].log_softmax(-1).gather(1, token[:, None])[:, 0]  # [target entries]
-        nll = torch.zeros(n, device=device, dtype=torch.float64).index_add(0, token_owner, -token_log_probs.double())
-        nll = (nll / tokens_per_request).float()  # [n]
+        target_nll = torch.zeros(n, device=device, dtype=torch.float64).index_add(0, token_owner, -token_log_probs.double())
+        nll = (target_nll / tokens_per_request).float()  # [n], the mean over each request's target tokens
         essence_log_probs = logits[essence_logit].log_softmax(-1)  # [n, vocab]
         if step == 0:
             original_log_probs = essence_log_probs.detach()
@@ -177,7 +186,8 @@ def _optimise_chunk(
         # KL(p_edited || p_original), as the reference implementation computes it
         kl = torch.nn.functional.kl_div(original_log_probs, essence_log_probs, log_target=True, reduction="none").sum(-1)
         decay = search.weight_decay * delta.norm(dim=-1) / original_norm.clamp_min(1e-12) ** 2
-        newly_done = (nll.detach() < search.stop_loss) & ~done
+        stopping = nll.detach() if search.stop_on == "token_mean" else target_nll.detach() / contexts_per_request
+        newly_done = (stopping < search.stop_loss) & ~done
         steps[(~done).cpu()] = step + 1
         final_nll[(~done).cpu()] = nll.detach().double().cpu()[(~done).cpu()]
         done |= newly_done

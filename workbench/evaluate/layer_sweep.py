@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
+from workbench.engines import LocalEngine, RayEngine
 from workbench.errors import InvalidRequestError
 from workbench.evaluate.bench import run_bench
 from workbench.results import JsonResult
@@ -59,14 +60,18 @@ def sweep_edit_layers(
     method: str = "rome",
     *,
     progress: bool = True,
+    engine: LocalEngine | RayEngine | None = None,
     **hparams,
 ) -> LayerSweep:
-    """Edit every record independently at each of ``layers`` and score it (no fluency)."""
+    """Edit every record independently at each of ``layers`` and score it (no fluency).
+
+    ``engine`` spreads each layer's cases over workers (:mod:`workbench.engines`, as :func:`run_bench`)."""
     if not layers:
         raise InvalidRequestError("sweep_edit_layers needs at least one layer")
     scores, seconds, unedited = {}, {}, {}
     for layer in tqdm(list(layers), desc=f"{method} layer sweep", disable=not progress, unit="layer"):
-        result = run_bench(model, records, method, layer=layer, fluency_tokens=0, progress=False, **hparams)
+        result = run_bench(model, records, method, layer=layer, fluency_tokens=0, progress=False,
+                           engine=engine, **hparams)
         scores[str(layer)] = {key: result.after[key] for key in REPORTED}
         seconds[str(layer)] = result.edit_seconds
         unedited = {key: result.before[key] for key in REPORTED}

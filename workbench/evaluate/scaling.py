@@ -20,21 +20,25 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
 from workbench.edit.alphaedit import forget_edited_keys
 from workbench.edit.api import edit
+from workbench.edit.intercept import forget_rules
 from workbench.edit.stats import pinned_statistics
+from workbench.engines import LocalEngine, RayEngine
 from workbench.errors import InvalidRequestError
 from workbench.evaluate.fluency import fluency
 from workbench.evaluate.metrics import SCORE_ABBREVIATIONS, case_metrics, summarize, without_edited_neighbours
 from workbench.evaluate.resources import PeakMemory
+from workbench.families import set_parameter
+from workbench.models import hf_state_dict
 from workbench.results import JsonResult
 
 MODES = ("batch", "sequential")
@@ -112,6 +116,7 @@ def run_scaling(
     progress: bool = True,
     hparams: dict[str, dict] | None = None,
     checkpoint: str | Path | None = None,
+    engine: LocalEngine | RayEngine | None = None,
 ) -> ScalingResult:
     """Measure every method at every number of edits; the model is left unedited.
 
@@ -121,6 +126,9 @@ def run_scaling(
         checkpoint: a JSON file the result is saved to after every run. If it exists, it must
             hold a run of this mode and these settings (e.g. one that was interrupted): its runs
             are kept and not repeated, so a long sweep resumes where it stopped.
+        engine: where the (method, number of edits) runs happen, e.g. ``RayEngine(workers=4)``
+            (:mod:`workbench.engines`): each run is independent (edits written, measured, restored).
+            The unedited model is measured here. Edit seconds of runs on shared CPUs contend.
 
     Raises:
         InvalidRequestError: bad mode, methods, numbers of edits or batch size, or a checkpoint
@@ -142,36 +150,52 @@ def run_scaling(
     done = {(run["method"], run["n_edits"]) for run in result.runs}
     plan = [(method, n) for method in methods for n in sorted(set(edit_counts)) if (method, n) not in done]
     befores = {n: _measure(model, records[:n], fluency_cases, fluency_tokens) for n in sorted({n for _, n in plan})}
-    with pinned_statistics(model):
-        for method in dict.fromkeys(method for method, _ in plan):  # untimed warm-up: statistics and the edit layer
-            edit(model, records[:1], method, check_targets=False, **hparams.get(method, {})).restore()
-        for method, n in tqdm(plan, desc=f"scaling ({mode})", disable=not progress):
-            cases = list(records[:n])
-            groups = [cases] if mode == "batch" else [cases[i : i + batch_size] for i in range(0, n, batch_size)]
-            # One copy of the weights restores the model after the run; keeping every group's edit
-            # result instead (each holds copies of the parameters it touched) grew to 7.9 GB for
-            # 1,000 sequential knowledge-neuron edits.
-            unedited = _parameters_copy(model)
-            layers: list[int] = []
-            try:
-                started = time.perf_counter()
-                with PeakMemory(model.cfg.device) as peak:
-                    for group in groups:
-                        applied = edit(model, group, method, check_targets=False, **hparams.get(method, {}))
-                        layers = layers or applied.layers
-                        del applied
-                seconds = time.perf_counter() - started
-                after = _measure(model, cases, fluency_cases, fluency_tokens)
-            finally:
-                _restore_parameters(model, unedited)
-                forget_edited_keys(model)
-            result.runs.append({"method": method, "n_edits": n, "before": befores[n], "after": after,
-                                "edit_seconds": seconds, "peak_mb": peak.megabytes, "layers": layers})
-            order = list(dict.fromkeys([*methods, *(run["method"] for run in result.runs)]))
-            result.runs.sort(key=lambda run: (order.index(run["method"]), run["n_edits"]))
-            if checkpoint is not None:
-                result.save(checkpoint)
+    work = partial(_edited_run, mode=mode, batch_size=batch_size, hparams=hparams, fluency_cases=fluency_cases,
+                   fluency_tokens=fluency_tokens)
+    order = list(dict.fromkeys([*methods, *(run["method"] for run in result.runs)]))
+
+    def keep(index: int, run: dict) -> None:  # each run as it arrives, so a checkpoint holds every finished one
+        result.runs.append({"method": run["method"], "n_edits": run["n_edits"], "before": befores[run["n_edits"]], **run})
+        result.runs.sort(key=lambda run: (order.index(run["method"]), run["n_edits"]))
+        if checkpoint is not None:
+            result.save(checkpoint)
+
+    (engine or LocalEngine()).map(model, work, [(method, list(records[:n])) for method, n in plan],
+                                  desc=f"scaling ({mode})", progress=progress, on_result=keep)
     return result
+
+
+def _edited_run(model: TransformerBridge, run: tuple[str, list[CounterFactRecord]], *, mode: str, batch_size: int,
+                hparams: dict, fluency_cases: int, fluency_tokens: int) -> dict:
+    """One (method, cases) run: the cases written in ``mode``, timed, measured, and the model restored.
+
+    Statistics (C) and the edit layer stay those of the unedited model (pinned); an untimed one-case
+    edit computes them first, so the timed edits measure editing alone.
+    """
+    method, cases = run
+    groups = [cases] if mode == "batch" else [cases[i : i + batch_size] for i in range(0, len(cases), batch_size)]
+    with pinned_statistics(model):
+        edit(model, cases[:1], method, check_targets=False, **hparams.get(method, {})).restore()
+        # One copy of the weights restores the model after the run; keeping every group's edit
+        # result instead (each holds copies of the parameters it touched) grew to 7.9 GB for
+        # 1,000 sequential knowledge-neuron edits.
+        unedited = _parameters_copy(model)
+        layers: list[int] = []
+        try:
+            started = time.perf_counter()
+            with PeakMemory(model.cfg.device) as peak:
+                for group in groups:
+                    applied = edit(model, group, method, check_targets=False, **hparams.get(method, {}))
+                    layers = layers or applied.layers
+                    del applied
+            seconds = time.perf_counter() - started
+            after = _measure(model, cases, fluency_cases, fluency_tokens)
+        finally:
+            _restore_parameters(model, unedited)
+            forget_edited_keys(model)
+            forget_rules(model)  # memory-based editors' caches
+    return {"method": method, "n_edits": len(cases), "after": after, "edit_seconds": seconds,
+            "peak_mb": peak.megabytes, "layers": layers}
 
 
 def _resumed(fresh: ScalingResult, saved: ScalingResult, path: str | Path) -> ScalingResult:
@@ -186,13 +210,14 @@ def _resumed(fresh: ScalingResult, saved: ScalingResult, path: str | Path) -> Sc
 
 
 def _parameters_copy(model: TransformerBridge) -> dict[str, torch.Tensor]:
-    return {name: parameter.detach().clone() for name, parameter in model.original_model.named_parameters()}
+    """Every parameter's values under its Hugging Face name (offloaded ones from their weights map)."""
+    parameters = {name.replace("._original_component", "") for name, _ in model.original_model.named_parameters()}
+    return {name: values.detach().clone() for name, values in hf_state_dict(model).items() if name in parameters}
 
 
 def _restore_parameters(model: TransformerBridge, copy: dict[str, torch.Tensor]) -> None:
-    with torch.no_grad():
-        for name, parameter in model.original_model.named_parameters():
-            parameter.copy_(copy[name])
+    for name, values in copy.items():
+        set_parameter(model, name, values)
 
 
 def _measure(model: TransformerBridge, cases: Sequence[CounterFactRecord], fluency_cases: int, tokens: int) -> dict:

@@ -1,0 +1,106 @@
+"""MEND: the update is built from the fine-tuning gradient's rank-one factors; untrained (identity)
+networks give exactly a gradient step; edits restore bit-exactly; networks save and reload."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from weights_snapshot import changed, snapshot
+
+import workbench
+from workbench.data import EditRequest
+from workbench.edit.mend import MendNetworks
+from workbench.errors import InvalidRequestError
+from workbench.families import hf_parameter, mlp_out_projection
+from workbench.tokens import target_ids
+
+STEP = 0.5
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dirs):
+    return workbench.load_model(tiny_model_dirs["llama"])
+
+
+def _one_token_word(model) -> str:
+    return next(w for w in ["the", "and", "a", "of", "to", "in", "is"] if len(target_ids(model, w)) == 1)
+
+
+def _requests(model, n):
+    word = _one_token_word(model)
+    prompts = ["The capital of {} is", "The official language of {} is"]
+    return [EditRequest(prompt, subject, word) for prompt, subject in zip(prompts, ["France", "Peru"])][:n]
+
+
+def _identity_networks(model, folder, layers) -> str:
+    projection = mlp_out_projection(model, layers[0])
+    networks = MendNetworks(layers, projection.d_in, projection.d_out, rank=4, log_step=math.log(STEP))
+    return str(networks.save(folder, model_name="tiny"))
+
+
+def _weight_gradient(model, requests, name):
+    """d (mean target NLL) / dW by ordinary backpropagation through the whole model."""
+    prompts = [model.tokenizer(r.filled_prompt())["input_ids"] for r in requests]
+    answers = [target_ids(model, r.target_new) for r in requests]
+    parameter = hf_parameter(model, name)
+    parameter.requires_grad_(True)
+    try:
+        losses = []
+        for prompt, answer in zip(prompts, answers):
+            logits = model.original_model(torch.tensor([prompt + answer[:-1]]), use_cache=False).logits[0]
+            predicted = logits[len(prompt) - 1 : len(prompt) - 1 + len(answer)]
+            losses.append(torch.nn.functional.cross_entropy(predicted, torch.tensor(answer), reduction="sum"))
+        loss = sum(losses) / sum(map(len, answers))
+        (gradient,) = torch.autograd.grad(loss, parameter)
+    finally:
+        parameter.requires_grad_(False)
+    return gradient
+
+
+@pytest.mark.parametrize("n_requests", [1, 2])
+def test_untrained_networks_take_a_gradient_step_of_rank_one_per_request(model, tmp_path, n_requests):
+    last = model.cfg.n_layers - 1
+    folder = _identity_networks(model, tmp_path / "mend", [last])
+    requests = _requests(model, n_requests)
+    name = mlp_out_projection(model, last).name
+    expected = -STEP * _weight_gradient(model, requests, name)
+    with workbench.edit(model, requests, "mend", networks=folder, check_targets=False) as result:
+        delta = result.deltas[name]
+    torch.testing.assert_close(delta, expected, atol=1e-6, rtol=1e-4)
+    # one-token targets: only the last prompt position's gradient reaches the last block's MLP
+    singular = torch.linalg.svdvals(delta.double())
+    assert int((singular > 1e-6 * singular[0]).sum()) == n_requests
+
+
+def test_an_edit_of_several_layers_restores_bit_exactly_and_leaves_other_layers_alone(model, tmp_path):
+    layers = [model.cfg.n_layers - 2, model.cfg.n_layers - 1]
+    folder = _identity_networks(model, tmp_path / "mend2", layers)
+    weights = snapshot(model)
+    with workbench.edit(model, _requests(model, 2), "mend", networks=folder, check_targets=False) as result:
+        assert changed(model, weights) == {mlp_out_projection(model, l).name for l in layers}
+        assert result.layers == layers
+    assert changed(model, weights) == set()
+
+
+def test_saved_networks_reload_and_refuse_another_model(model, tmp_path):
+    layers = [model.cfg.n_layers - 1]
+    projection = mlp_out_projection(model, layers[0])
+    networks = MendNetworks(layers, projection.d_in, projection.d_out, rank=4)
+    torch.manual_seed(0)
+    for parameter in networks.parameters():
+        torch.nn.init.normal_(parameter, std=0.1)
+    reloaded = MendNetworks.load(networks.save(tmp_path / "saved", model_name="tiny"), model)
+    u, delta = torch.randn(5, projection.d_in), torch.randn(5, projection.d_out)
+    factors = {layers[0]: (u, delta)}
+    torch.testing.assert_close(reloaded.updates(factors)[layers[0]], networks.updates(factors)[layers[0]], rtol=0, atol=0)
+    with pytest.raises(InvalidRequestError, match="do not fit"):
+        MendNetworks.load(tmp_path / "saved", workbench.load_model("factgpt"))
+
+
+@pytest.mark.parametrize("bad", [{"step_scale": 0.0}, {}, {"networks": "/nonexistent"}, {"layer": 1}])
+def test_bad_settings_or_no_networks_are_refused_with_the_model_untouched(model, bad):
+    weights = snapshot(model)
+    with pytest.raises(InvalidRequestError):
+        workbench.edit(model, _requests(model, 1), "mend", check_targets=False, **bad)
+    assert changed(model, weights) == set()

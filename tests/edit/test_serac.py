@@ -1,0 +1,79 @@
+"""SERAC: the base weights never change; in-scope inputs are answered by the base model prompted
+with the edit, others by the base model; the scope classifier learns scope and saves/reloads."""
+from __future__ import annotations
+
+import pytest
+import torch
+from weights_snapshot import changed, snapshot
+
+import workbench
+from workbench.data import EditRequest
+from workbench.edit.intercept import has_rules
+from workbench.edit.scope import ScopeClassifier, scope_examples, train_scope_classifier
+from workbench.errors import InvalidRequestError
+from workbench.zoo.benchmark import benchmark
+
+EDIT = EditRequest("The capital of {} is", "France", "Rome", "Paris")
+PROMPTS = ["The capital of France is", "Once upon a time, the capital of France was"]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dirs):
+    return workbench.load_model(tiny_model_dirs["llama"])
+
+
+def _fixed_classifier(model, folder, in_scope: bool) -> str:
+    """A classifier that puts every input in scope (or none): scale 0, bias +-20."""
+    classifier = ScopeClassifier(2 * model.cfg.d_model, layer=1)
+    with torch.no_grad():
+        classifier.scale.zero_()
+        classifier.bias.fill_(20.0 if in_scope else -20.0)
+    return str(classifier.save(folder, model_name="tiny"))
+
+
+def _last_logits(model, texts):
+    return torch.stack([model(model.tokenizer(t, return_tensors="pt")["input_ids"], return_type="logits")[0, -1]
+                        for t in texts])
+
+
+def test_in_scope_inputs_get_the_base_model_prompted_with_the_edit(model, tmp_path):
+    weights = snapshot(model)
+    base = _last_logits(model, PROMPTS)
+    context = f"{EDIT.filled_prompt()} {EDIT.target_new}.\n"
+    prompted = _last_logits(model, [context + p for p in PROMPTS])
+    everything = _fixed_classifier(model, tmp_path / "all", in_scope=True)
+    with workbench.edit(model, EDIT, "serac", classifier=everything, check_targets=False) as result:
+        torch.testing.assert_close(_last_logits(model, PROMPTS), prompted, atol=1e-4, rtol=1e-4)
+        assert result.deltas == {} and changed(model, weights) == set()
+    nothing = _fixed_classifier(model, tmp_path / "none", in_scope=False)
+    with workbench.edit(model, EDIT, "serac", classifier=nothing, check_targets=False):
+        assert torch.equal(_last_logits(model, PROMPTS), base)
+    assert not has_rules(model) and torch.equal(_last_logits(model, PROMPTS), base)
+    assert not torch.allclose(prompted, base)  # the routing is visible
+
+
+def test_a_trained_classifier_separates_paraphrases_from_neighbours_on_held_out_facts(tmp_path):
+    model = workbench.load_model("factgpt")
+    classifier = train_scope_classifier(model, benchmark("factgpt", split="tuning")[:80], steps=200, progress=False)
+    held_out = benchmark("factgpt", split="evaluation")[:30]
+    examples = scope_examples(model, held_out, classifier.layer, progress=False)
+    with torch.no_grad():
+        own = classifier.logits(classifier.embed(examples.inputs), classifier.embed(examples.edits))
+        own = own[torch.arange(len(examples.owner)), examples.owner].sigmoid()
+    routed = own >= 0.5
+    assert routed[examples.in_scope].float().mean() > 0.7  # paraphrases and the prompt itself
+    assert routed[~examples.in_scope].float().mean() < 0.35  # neighbours (same relation, other subject)
+    reloaded = ScopeClassifier.load(classifier.save(tmp_path / "scope", model_name="factgpt"), model)
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded.embed(examples.inputs), classifier.embed(examples.inputs), rtol=0, atol=0)
+    with pytest.raises(InvalidRequestError, match="does not fit"):
+        ScopeClassifier.load(tmp_path / "scope", workbench.load_model("smollm2-135m"))
+
+
+@pytest.mark.parametrize("bad", [{"threshold": 0.0}, {"threshold": 1.0}, {}, {"classifier": "/nonexistent"}])
+def test_bad_settings_or_no_classifier_are_refused_with_the_model_untouched(model, bad):
+    """The tiny model is not bundled: without a classifier folder SERAC has nothing to route with."""
+    weights = snapshot(model)
+    with pytest.raises(InvalidRequestError):
+        workbench.edit(model, EDIT, "serac", check_targets=False, **bad)
+    assert not has_rules(model) and changed(model, weights) == set()

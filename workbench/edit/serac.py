@@ -1,0 +1,146 @@
+"""SERAC (Mitchell et al. 2022, "Memory-Based Model Editing at Scale"): edits in a memory, the base model untouched.
+
+An edit is stored, not written. For every input the model is asked about, a scope classifier
+(:mod:`workbench.edit.scope`) scores it against every edit in memory; if the best edit's
+probability is at least ``threshold``, the answer comes from the *counterfactual model* conditioned
+on that edit, otherwise from the base model. The counterfactual model here is the base model itself,
+prompted with the edit written out as a sentence before the input ("{prompt} {target}." and a
+newline); the paper fine-tunes a separate small model for this role. Answers change only in the
+final logits (:mod:`workbench.edit.intercept`), so the CounterFact metrics and generation read
+SERAC through the same calls as any other editor, and every base weight stays bit-identical.
+
+Limits: how well an in-scope input follows the edit depends on the base model's in-context
+copying (a 135M-parameter model copies imperfectly, and paraphrases far from the edit's sentence
+copy worse); each forward pass of an edited model costs one extra pass up to the classifier's
+layer (features) plus one full pass per in-scope input (the counterfactual); the classifier is
+trained per model (for the bundled models, on first use, from their tuning cases and city
+requests whose subjects are not in the evaluation split).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformer_lens.model_bridge import TransformerBridge
+
+from workbench.data import EditRequest
+from workbench.edit.intercept import LogitRows, install_rule, remove_rule, suspended
+from workbench.edit.scope import ScopeClassifier, prefix_features, train_scope_classifier
+from workbench.edit.session import EditResult
+from workbench.edit.trained import bundled_component
+from workbench.errors import InvalidRequestError
+from workbench.tokens import pad_right
+
+SCOPE_VERSION = "scope-v1"
+"""Folder name of the cached classifiers of bundled models; change it when training changes."""
+
+
+@dataclass(frozen=True)
+class SeracHyperParams:
+    """Attributes:
+        threshold: the least in-scope probability that routes an input to the counterfactual model, in (0, 1).
+        classifier: a folder written by :meth:`ScopeClassifier.save`; ``None`` takes the bundled
+            model's classifier (trained and cached on first use).
+    """
+
+    threshold: float = 0.5
+    classifier: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold < 1:
+            raise InvalidRequestError(f"SERAC threshold must be in (0, 1), got {self.threshold}")
+
+
+def serac_hyperparameters(model: TransformerBridge) -> SeracHyperParams:
+    """Default SERAC settings (probability threshold 0.5) for any model."""
+    return SeracHyperParams()
+
+
+def bundled_scope_classifier(model: TransformerBridge, progress: bool = True) -> ScopeClassifier:
+    """The scope classifier of a bundled model: loaded from the cache, or trained there on first use
+    (:mod:`workbench.edit.trained`: records whose subjects are not in the evaluation split)."""
+    return bundled_component(
+        model, "serac", SCOPE_VERSION, what="SERAC's scope classifier",
+        how="workbench.edit.scope.train_scope_classifier(model, records), .save(folder, model_name=...), "
+            "then pass classifier=<folder>",
+        load=lambda folder: ScopeClassifier.load(folder, model),
+        train=lambda records: train_scope_classifier(model, records, progress=progress))
+
+
+class SeracMemory:
+    """The edits, their classifier embeddings and counterfactual prompts, and the rule that answers."""
+
+    def __init__(self, model: TransformerBridge, requests: Sequence[EditRequest], classifier: ScopeClassifier,
+                 threshold: float) -> None:
+        self.model, self.classifier, self.threshold = model, classifier, threshold
+        tokenizer = model.tokenizer
+        self.bos = tokenizer.bos_token_id
+        prompts = [tokenizer(r.filled_prompt())["input_ids"] for r in requests]
+        with torch.no_grad(), suspended(model):
+            features = torch.stack([f[-1] for f in prefix_features(model, prompts, classifier.layer)])
+            self.edit_embeddings = classifier.embed(features)  # [edits, width]
+        self.contexts = [tokenizer(f"{r.filled_prompt()} {r.target_new.strip()}.\n")["input_ids"] for r in requests]
+        self.routing = {"asked": 0, "routed": 0}
+        """Logit rows scored by the classifier so far, and how many went to the counterfactual model."""
+
+    @torch.no_grad()
+    def answer(self, rows: LogitRows) -> dict[int, torch.Tensor]:
+        """Counterfactual logits for the rows the classifier puts in an edit's scope."""
+        asked = [i for i, prefix in enumerate(rows.prefixes) if prefix]
+        if not asked:
+            return {}
+        with suspended(self.model):
+            features = prefix_features(self.model, rows.inputs, self.classifier.layer)
+            row_features = torch.stack([features[rows.input_of[i]][len(rows.prefixes[i]) - 1] for i in asked])
+            probabilities = self.classifier.logits(self.classifier.embed(row_features), self.edit_embeddings).sigmoid()
+            best, edit = probabilities.max(dim=1)
+            routed = [(i, int(e)) for i, e, p in zip(asked, edit, best) if p >= self.threshold]
+            self.routing["asked"] += len(asked)
+            self.routing["routed"] += len(routed)
+            return self._counterfactual(rows, routed)
+
+    def _counterfactual(self, rows: LogitRows, routed: list[tuple[int, int]]) -> dict[int, torch.Tensor]:
+        """The base model's logits for each routed row with its edit's sentence before the input:
+        one sequence per (edit, input), read at every routed position of that input."""
+        sequences: dict[tuple[int, int], list[int]] = {}
+        for index, edit in routed:
+            sequences.setdefault((edit, rows.input_of[index]), []).append(index)
+        if not sequences:
+            return {}
+        keys = list(sequences)
+        built, offsets = [], []
+        for edit, source in keys:
+            tokens = list(rows.inputs[source])
+            if tokens and tokens[0] == self.bos and self.contexts[edit][:1] == [self.bos]:
+                tokens = tokens[1:]  # one BOS, the context's
+            built.append(self.contexts[edit] + tokens)
+            offsets.append(len(self.contexts[edit]) - (len(rows.inputs[source]) - len(tokens)))
+        ids = pad_right(built, self.model.tokenizer.pad_token_id or 0, self.model.cfg.device)
+        keep = torch.zeros_like(ids, dtype=torch.bool)
+        wanted = []  # (row index, sequence, position), in the row-major order the logits come back in
+        for sequence, key in enumerate(keys):
+            for index in sequences[key]:
+                wanted.append((index, sequence, offsets[sequence] + len(rows.prefixes[index]) - 1))
+        for _, sequence, position in wanted:
+            keep[sequence, position] = True
+        order = sorted(range(len(wanted)), key=lambda k: (wanted[k][1], wanted[k][2]))
+        logits = self.model.original_model(ids, use_cache=False, logits_to_keep=keep).logits  # [kept, vocab]
+        logits = logits.reshape(-1, logits.shape[-1])
+        return {wanted[k][0]: logits[rank] for rank, k in enumerate(order)}
+
+
+def apply_serac(result: EditResult, requests: list[EditRequest], layer, hparams: SeracHyperParams,
+                progress: bool = False) -> None:
+    """Keep ``requests`` in a SERAC memory that answers for ``result.model`` until ``result`` is restored."""
+    if layer is not None:
+        raise InvalidRequestError("SERAC changes no layer; leave layer out")
+    model = result.model
+    classifier = (ScopeClassifier.load(Path(hparams.classifier), model) if hparams.classifier is not None
+                  else bundled_scope_classifier(model, progress=progress))
+    memory = SeracMemory(model, requests, classifier, hparams.threshold)
+    install_rule(model, result, memory.answer)
+    result.on_restore(lambda: remove_rule(model, result))
+    result.info.update({"threshold": hparams.threshold, "classifier_layer": classifier.layer, "routing": memory.routing,
+                        "memory_bytes": memory.edit_embeddings.numel() * 4 + sum(map(len, memory.contexts)) * 8})
