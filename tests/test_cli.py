@@ -149,3 +149,15 @@ def test_sequential_editing_prints_a_row_per_batch(tmp_path, capsys):
     table = lines[lines.index("ft, batches of 1") + 3 :]
     assert [line.split()[0] for line in table[:3]] == ["0", "1", "2"]
     assert (tmp_path / "sequential_ft_2x1.json").is_file()
+
+
+def test_bench_passes_set_hyper_parameters_and_refuses_unknown_ones(tmp_path, capsys):
+    code = main(["bench", "--model", "factgpt", "--methods", "caching", "--edits", "2", "--fluency-tokens", "0",
+                 "--set", "match='similarity'", "--set", "threshold=0.99", "--out", str(tmp_path)])
+    assert code == 0
+    saved = workbench.evaluate.scaling.ScalingResult.load(tmp_path / "scaling_batch_caching_2.json")
+    assert saved.settings["hparams"]["caching"] == {"match": "similarity", "threshold": 0.99}
+    assert saved.runs[0]["after"]["efficacy_score"] == 100.0  # a cache answers its own prompts
+    capsys.readouterr()
+    assert main(["bench", "--model", "factgpt", "--method", "ft", "--cases", "1", "--set", "bogus=1"]) == 2
+    assert "bogus" in capsys.readouterr().err

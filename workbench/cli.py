@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser(
         "bench", help="CounterFact benchmark: edit each case independently (default), or many at once (--edits)")
-    bench.add_argument("--method", default="rome", help="rome, memit, alphaedit, kn, ft or ft-l (default: rome)")
+    bench.add_argument("--method", default="rome",
+                       help="rome, memit, alphaedit, kn, ft, ft-l, caching, serac or mend (default: rome)")
     bench.add_argument("--cases", type=int, default=100, help="number of cases (default: 100)")
     bench.add_argument("--methods", help="scaling study: comma-separated methods, e.g. rome,memit,kn,ft,ft-l")
     bench.add_argument("--edits", help="scaling study: comma-separated numbers of edits, e.g. 1,10,100,1000 "
@@ -86,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="scaling study: all edits in one call, or one group after another (default: batch)")
     bench.add_argument("--batch-size", type=int, default=1, help="sequential mode: edits per group (default: 1)")
     bench.add_argument("--layer", type=int, help="layer to edit (default: recommended by causal tracing)")
+    bench.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                       help="a hyper-parameter for every method, e.g. --set stop_on=target --set mom2_update_weight=3000 "
+                            "(values read as Python literals, else as text)")
     bench.add_argument("--data", help="a counterfact.json, or 'cities' for requests about GeoNames cities (default: the "
                        "evaluation split of the bundled model's own benchmark)")
     bench.add_argument("--model", default="factgpt")
@@ -256,12 +260,28 @@ def _run_bench(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     records = _bench_records(model, args.data, args.cases)
     result = run_bench(model, records, args.method, layer=args.layer, fluency_tokens=args.fluency_tokens,
-                       engine=_engine(args))
+                       engine=_engine(args), **_settings(args))
     path = result.save(Path(args.out) / f"bench_{args.method}_{len(records)}.json")
     print(f"{args.method} at layer(s) {result.layers}, {result.n_cases} cases, {result.edit_seconds:.2f} s per edit\n")
     print(result.table())
     print(f"\nresults: {path}")
     return 0
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    """The ``--set NAME=VALUE`` hyper-parameters (values as Python literals where they parse)."""
+    import ast
+
+    settings = {}
+    for item in args.set:
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            raise InvalidRequestError(f"--set takes NAME=VALUE, got {item!r}")
+        try:
+            settings[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            settings[name] = value
+    return settings
 
 
 def _run_scaling(args: argparse.Namespace) -> int:
@@ -275,7 +295,7 @@ def _run_scaling(args: argparse.Namespace) -> int:
     counts = [int(n) for n in (args.edits or str(args.cases)).split(",")]
     model = load_model(args.model)
     records = _bench_records(model, args.data, max(counts))
-    layer = {} if args.layer is None else {"layer": args.layer}
+    layer = {**_settings(args), **({} if args.layer is None else {"layer": args.layer})}
     result = run_scaling(model, records, methods, counts, mode=args.mode, batch_size=args.batch_size,
                          fluency_tokens=args.fluency_tokens, hparams={method: layer for method in methods},
                          engine=_engine(args))
@@ -302,7 +322,7 @@ def _run_sequential(args: argparse.Namespace) -> int:
     if len(records) < n_edits + args.fresh:
         raise InvalidRequestError(f"{len(records)} cases available, {n_edits} edits plus {args.fresh} fresh cases asked for")
     held_out = record.corpus_texts()[-args.held_out:]
-    layer = {} if args.layer is None else {"layer": args.layer}
+    layer = {**_settings(args), **({} if args.layer is None else {"layer": args.layer})}
     result = run_sequential(model, records[:n_edits], args.method, batch_size=args.batch_size,
                             fresh=records[n_edits:], held_out=held_out, fluency_tokens=args.fluency_tokens, **layer)
     path = result.save(Path(args.out) / f"sequential_{args.method}_{args.batches}x{args.batch_size}.json")

@@ -96,3 +96,14 @@ def test_bad_settings_are_refused_with_the_model_untouched(model, bad):
     with pytest.raises(InvalidRequestError):
         workbench.edit(model, EDIT, "caching", check_targets=False, **bad)
     assert not has_rules(model) and changed(model, weights) == set()
+
+
+def test_a_saved_cache_edit_is_written_again_when_applied(model, tmp_path):
+    with workbench.edit(model, EDIT, "caching", check_targets=False) as result:
+        folder = result.save(tmp_path / "cached")
+    replayed = workbench.load_edit(folder).apply(model)
+    try:
+        assert score_targets(model, [EDIT.filled_prompt()], [EDIT.target_new]).log_prob.item() > -1e-3
+    finally:
+        replayed.restore()
+    assert not has_rules(model)

@@ -10,6 +10,7 @@ import workbench
 from workbench.data import EditRequest
 from workbench.edit.intercept import has_rules
 from workbench.edit.scope import ScopeClassifier, scope_examples, train_scope_classifier
+from workbench.edit.serac import SeracHyperParams
 from workbench.errors import InvalidRequestError
 from workbench.zoo.benchmark import benchmark
 
@@ -39,7 +40,7 @@ def _last_logits(model, texts):
 def test_in_scope_inputs_get_the_base_model_prompted_with_the_edit(model, tmp_path):
     weights = snapshot(model)
     base = _last_logits(model, PROMPTS)
-    context = f"{EDIT.filled_prompt()} {EDIT.target_new}.\n"
+    context = f"{EDIT.filled_prompt()} {EDIT.target_new}.\n" * SeracHyperParams().context_repeats
     prompted = _last_logits(model, [context + p for p in PROMPTS])
     everything = _fixed_classifier(model, tmp_path / "all", in_scope=True)
     with workbench.edit(model, EDIT, "serac", classifier=everything, check_targets=False) as result:
@@ -70,7 +71,8 @@ def test_a_trained_classifier_separates_paraphrases_from_neighbours_on_held_out_
         ScopeClassifier.load(tmp_path / "scope", workbench.load_model("smollm2-135m"))
 
 
-@pytest.mark.parametrize("bad", [{"threshold": 0.0}, {"threshold": 1.0}, {}, {"classifier": "/nonexistent"}])
+@pytest.mark.parametrize("bad", [{"threshold": 0.0}, {"threshold": 1.0}, {"context_repeats": 0}, {},
+                                 {"classifier": "/nonexistent"}])
 def test_bad_settings_or_no_classifier_are_refused_with_the_model_untouched(model, bad):
     """The tiny model is not bundled: without a classifier folder SERAC has nothing to route with."""
     weights = snapshot(model)

@@ -19,7 +19,7 @@ edit (and an embedding of ``d_model`` floats under ``"similarity"``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from jaxtyping import Float
@@ -117,4 +117,4 @@ def apply_caching(result: EditResult, requests: list[EditRequest], layer, hparam
     cache = EditCache(result.model, requests, hparams)
     install_rule(result.model, result, cache.answer)
     result.on_restore(lambda: remove_rule(result.model, result))
-    result.info.update({"match": hparams.match, "threshold": hparams.threshold, "memory_bytes": cache.size_bytes})
+    result.info.update({"memory_settings": asdict(hparams), "memory_bytes": cache.size_bytes})

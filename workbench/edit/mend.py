@@ -207,7 +207,7 @@ def apply_mend(result: EditResult, requests: list[EditRequest], layer, hparams: 
         raise InvalidRequestError("MEND edits the layers its networks were trained for; leave layer out")
     model = result.model
     networks = (MendNetworks.load(Path(hparams.networks), model) if hparams.networks is not None
-                else bundled_mend_networks(model, progress=progress))
+                else bundled_mend_networks(model))
     first = min(networks.layers)
     rows = _target_rows(model, [r.filled_prompt() for r in requests], [r.target_new for r in requests])
     with frozen_weights(model):
@@ -318,11 +318,11 @@ def _standardise(model: TransformerBridge, networks: MendNetworks, records: Sequ
         networks.log_steps[index] = torch.log(initial_change * families.mlp_out_projection(model, layer).matrix().norm() / per_edit)
 
 
-def bundled_mend_networks(model: TransformerBridge, progress: bool = True) -> MendNetworks:
+def bundled_mend_networks(model: TransformerBridge) -> MendNetworks:
     """The MEND networks of a bundled model: loaded from the cache, or trained there on first use
     (:mod:`workbench.edit.trained`: records whose subjects are not in the evaluation split)."""
     return bundled_component(
         model, "mend", NETWORK_VERSION, what="MEND's networks",
         how="workbench.edit.mend.train_mend(model, records), .save(folder, model_name=...), then pass networks=<folder>",
         load=lambda folder: MendNetworks.load(folder, model),
-        train=lambda records: train_mend(model, records, progress=progress))
+        train=lambda records: train_mend(model, records))  # minutes: always shown

@@ -5,7 +5,7 @@ An edit is stored, not written. For every input the model is asked about, a scop
 probability is at least ``threshold``, the answer comes from the *counterfactual model* conditioned
 on that edit, otherwise from the base model. The counterfactual model here is the base model itself,
 prompted with the edit written out as a sentence before the input ("{prompt} {target}." and a
-newline); the paper fine-tunes a separate small model for this role. Answers change only in the
+newline, ``context_repeats`` times); the paper fine-tunes a separate small model for this role. Answers change only in the
 final logits (:mod:`workbench.edit.intercept`), so the CounterFact metrics and generation read
 SERAC through the same calls as any other editor, and every base weight stays bit-identical.
 
@@ -19,7 +19,7 @@ requests whose subjects are not in the evaluation split).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -41,16 +41,23 @@ SCOPE_VERSION = "scope-v1"
 class SeracHyperParams:
     """Attributes:
         threshold: the least in-scope probability that routes an input to the counterfactual model, in (0, 1).
+        context_repeats: see below.
         classifier: a folder written by :meth:`ScopeClassifier.save`; ``None`` takes the bundled
             model's classifier (trained and cached on first use).
     """
 
     threshold: float = 0.5
     classifier: str | None = None
+    context_repeats: int = 4
+    """How many times the edit's sentence is written before the input. A small model copies from
+    its context more reliably when the fact is repeated: on 40 smollm2-135m tuning cases, every
+    input routed to its edit, 1/2/3/4 repeats gave ES 65/87.5/92.5/95 and PS 39/70/85/86."""
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold < 1:
             raise InvalidRequestError(f"SERAC threshold must be in (0, 1), got {self.threshold}")
+        if self.context_repeats < 1:
+            raise InvalidRequestError(f"SERAC context_repeats must be at least 1, got {self.context_repeats}")
 
 
 def serac_hyperparameters(model: TransformerBridge) -> SeracHyperParams:
@@ -58,7 +65,7 @@ def serac_hyperparameters(model: TransformerBridge) -> SeracHyperParams:
     return SeracHyperParams()
 
 
-def bundled_scope_classifier(model: TransformerBridge, progress: bool = True) -> ScopeClassifier:
+def bundled_scope_classifier(model: TransformerBridge) -> ScopeClassifier:
     """The scope classifier of a bundled model: loaded from the cache, or trained there on first use
     (:mod:`workbench.edit.trained`: records whose subjects are not in the evaluation split)."""
     return bundled_component(
@@ -66,14 +73,14 @@ def bundled_scope_classifier(model: TransformerBridge, progress: bool = True) ->
         how="workbench.edit.scope.train_scope_classifier(model, records), .save(folder, model_name=...), "
             "then pass classifier=<folder>",
         load=lambda folder: ScopeClassifier.load(folder, model),
-        train=lambda records: train_scope_classifier(model, records, progress=progress))
+        train=lambda records: train_scope_classifier(model, records))  # minutes: always shown
 
 
 class SeracMemory:
     """The edits, their classifier embeddings and counterfactual prompts, and the rule that answers."""
 
     def __init__(self, model: TransformerBridge, requests: Sequence[EditRequest], classifier: ScopeClassifier,
-                 threshold: float) -> None:
+                 threshold: float, context_repeats: int) -> None:
         self.model, self.classifier, self.threshold = model, classifier, threshold
         tokenizer = model.tokenizer
         self.bos = tokenizer.bos_token_id
@@ -81,7 +88,8 @@ class SeracMemory:
         with torch.no_grad(), suspended(model):
             features = torch.stack([f[-1] for f in prefix_features(model, prompts, classifier.layer)])
             self.edit_embeddings = classifier.embed(features)  # [edits, width]
-        self.contexts = [tokenizer(f"{r.filled_prompt()} {r.target_new.strip()}.\n")["input_ids"] for r in requests]
+        self.contexts = [tokenizer(f"{r.filled_prompt()} {r.target_new.strip()}.\n" * context_repeats)["input_ids"]
+                         for r in requests]
         self.routing = {"asked": 0, "routed": 0}
         """Logit rows scored by the classifier so far, and how many went to the counterfactual model."""
 
@@ -138,9 +146,9 @@ def apply_serac(result: EditResult, requests: list[EditRequest], layer, hparams:
         raise InvalidRequestError("SERAC changes no layer; leave layer out")
     model = result.model
     classifier = (ScopeClassifier.load(Path(hparams.classifier), model) if hparams.classifier is not None
-                  else bundled_scope_classifier(model, progress=progress))
-    memory = SeracMemory(model, requests, classifier, hparams.threshold)
+                  else bundled_scope_classifier(model))
+    memory = SeracMemory(model, requests, classifier, hparams.threshold, hparams.context_repeats)
     install_rule(model, result, memory.answer)
     result.on_restore(lambda: remove_rule(model, result))
-    result.info.update({"threshold": hparams.threshold, "classifier_layer": classifier.layer, "routing": memory.routing,
+    result.info.update({"memory_settings": asdict(hparams), "classifier_layer": classifier.layer, "routing": memory.routing,
                         "memory_bytes": memory.edit_embeddings.numel() * 4 + sum(map(len, memory.contexts)) * 8})

@@ -137,7 +137,12 @@ class SavedEdit:
         return describe_edit("SavedEdit", self.method, self.requests, f"tensors={len(self.deltas)}")
 
     def apply(self, model: TransformerBridge) -> EditResult:
-        """Apply the saved deltas to ``model``; the returned result can restore it."""
+        """Apply the saved deltas to ``model``; the returned result can restore it. An edit kept in
+        a memory (caching, SERAC) holds no deltas: it is written again from its requests and settings."""
+        if "memory_settings" in self.info:
+            from workbench.edit.api import edit
+
+            return edit(model, self.requests, self.method, check_targets=False, **self.info["memory_settings"])
         for name, delta in self.deltas.items():  # check everything before changing anything
             parameter = parameter_values(model, name)
             if parameter.shape != delta.shape:
