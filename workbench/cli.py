@@ -87,9 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="scaling study: all edits in one call, or one group after another (default: batch)")
     bench.add_argument("--batch-size", type=int, default=1, help="sequential mode: edits per group (default: 1)")
     bench.add_argument("--layer", type=int, help="layer to edit (default: recommended by causal tracing)")
-    bench.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                       help="a hyper-parameter for every method, e.g. --set stop_on=target --set mom2_update_weight=3000 "
-                            "(values read as Python literals, else as text)")
+    _add_settings_option(bench)
     bench.add_argument("--data", help="a counterfact.json, or 'cities' for requests about GeoNames cities (default: the "
                        "evaluation split of the bundled model's own benchmark)")
     bench.add_argument("--model", default="factgpt")
@@ -104,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     sequential.add_argument("--method", default="memit", help="memit, alphaedit, rome, kn, ft or ft-l (default: memit)")
     sequential.add_argument("--batch-size", type=int, default=100, help="edits per batch (default: 100)")
     sequential.add_argument("--batches", type=int, default=5, help="number of batches (default: 5)")
+    _add_settings_option(sequential)
     sequential.add_argument("--fresh", type=int, default=50,
                             help="cases after the edited ones whose neighbourhood prompts are never edited (default: 50)")
     sequential.add_argument("--held-out", type=int, default=50,
@@ -165,6 +164,12 @@ def _run_trace(args: argparse.Namespace) -> int:
     print(f"answer {first.answer.strip()!r}: clean p={first.clean_prob:.3f}, corrupted p={first.corrupted_prob:.3f}")
     print(f"figure: {figure_path}")
     return 0
+
+
+def _add_settings_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a hyper-parameter for every method, e.g. --set stop_on=target --set mom2_update_weight=3000 "
+                             "(values read as Python literals, else as text)")
 
 
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:

@@ -234,7 +234,7 @@ class MendTraining:
     step_lr: float = 3e-2
     """Learning rate of the log steps (they start where a plain gradient step changes each matrix
     by ``initial_change`` of its norm, and move in log space)."""
-    initial_change: float = 0.02
+    initial_change: float = 0.005
     edit_weight: float = 0.1
     locality_weight: float = 1.0
     seed: int = 0
