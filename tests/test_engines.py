@@ -133,10 +133,10 @@ def test_a_scaling_study_on_two_workers_gives_the_single_process_runs(model, eng
     cases = benchmark("factgpt", 3)
     settings = {"mode": "sequential", "fluency_cases": 2, "fluency_tokens": 5, "progress": False}
     with one_thread():  # as each worker: fine-tuning steps amplify the rounding of other thread counts
-        local = run_scaling(model, cases, ["ft", "rome"], [1, 3], **settings)
+        local = run_scaling(model, cases, ["ft", "kn"], [1, 3], **settings)
     checkpoint = tmp_path / "scaling.json"
-    remote = run_scaling(model, cases, ["ft", "rome"], [1, 3], engine=engine, checkpoint=checkpoint, **settings)
-    assert [(run["method"], run["n_edits"]) for run in remote.runs] == [("ft", 1), ("ft", 3), ("rome", 1), ("rome", 3)]
+    remote = run_scaling(model, cases, ["ft", "kn"], [1, 3], engine=engine, checkpoint=checkpoint, **settings)
+    assert [(run["method"], run["n_edits"]) for run in remote.runs] == [("ft", 1), ("ft", 3), ("kn", 1), ("kn", 3)]
     timing = ("edit_seconds", "peak_mb")
     _assert_close([{k: v for k, v in run.items() if k not in timing} for run in remote.runs],
                   [{k: v for k, v in run.items() if k not in timing} for run in local.runs])

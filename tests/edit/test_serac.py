@@ -53,7 +53,7 @@ def test_in_scope_inputs_get_the_base_model_prompted_with_the_edit(model, tmp_pa
     assert not torch.allclose(prompted, base)  # the routing is visible
 
 
-def test_a_trained_classifier_separates_paraphrases_from_neighbours_on_held_out_facts(tmp_path):
+def test_a_trained_classifier_separates_paraphrases_from_neighbours_on_held_out_facts(tmp_path, tiny_model_dirs):
     model = workbench.load_model("factgpt")
     classifier = train_scope_classifier(model, benchmark("factgpt", split="tuning")[:80], steps=200, progress=False)
     held_out = benchmark("factgpt", split="evaluation")[:30]
@@ -68,7 +68,7 @@ def test_a_trained_classifier_separates_paraphrases_from_neighbours_on_held_out_
     with torch.no_grad():
         torch.testing.assert_close(reloaded.embed(examples.inputs), classifier.embed(examples.inputs), rtol=0, atol=0)
     with pytest.raises(InvalidRequestError, match="does not fit"):
-        ScopeClassifier.load(tmp_path / "scope", workbench.load_model("smollm2-135m"))
+        ScopeClassifier.load(tmp_path / "scope", workbench.load_model(tiny_model_dirs["llama"]))
 
 
 @pytest.mark.parametrize("bad", [{"threshold": 0.0}, {"threshold": 1.0}, {"context_repeats": 0}, {},
