@@ -129,6 +129,7 @@ def _assert_close(found, expected, where=""):
         assert found == pytest.approx(expected, abs=1e-6), where
 
 
+@pytest.mark.slow  # 47 s on 2 cores; run_bench's engine path is checked in the default run
 def test_a_scaling_study_on_two_workers_gives_the_single_process_runs(model, engine, tmp_path):
     cases = benchmark("factgpt", 3)
     settings = {"mode": "sequential", "fluency_cases": 2, "fluency_tokens": 5, "progress": False}

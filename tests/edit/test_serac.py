@@ -53,6 +53,7 @@ def test_in_scope_inputs_get_the_base_model_prompted_with_the_edit(model, tmp_pa
     assert not torch.allclose(prompted, base)  # the routing is visible
 
 
+@pytest.mark.slow  # 45 s on 2 cores: factgpt features for 80 records, 200 steps
 def test_a_trained_classifier_separates_paraphrases_from_neighbours_on_held_out_facts(tmp_path, tiny_model_dirs):
     model = workbench.load_model("factgpt")
     classifier = train_scope_classifier(model, benchmark("factgpt", split="tuning")[:80], steps=200, progress=False)

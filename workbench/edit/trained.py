@@ -2,9 +2,8 @@
 
 For a bundled model these parts are trained on first use and cached under
 ``$WORKBENCH_CACHE/<kind>/<model>/<version>``. The training records never share a subject with the
-model's evaluation split (the cases benchmarks report on): they are the tuning split plus, for a
-model whose record has the city -> country relation, the *last* ``CITY_CASES`` city requests of
-:mod:`workbench.zoo.mass_requests` (``--data cities`` benchmarks take the first ones).
+model's evaluation split (the cases benchmarks report on): the model record chooses them
+(``editor_training_cases``: its tuning split plus city requests far from those benchmarks use).
 """
 from __future__ import annotations
 
@@ -20,9 +19,6 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
 from workbench.errors import InvalidRequestError
-
-CITY_CASES = 300
-
 
 def save_component(module: nn.Module, folder: str | Path, stem: str, meta: dict) -> Path:
     """``folder/<stem>.safetensors`` (the module's state) and ``folder/<stem>.json`` (``meta``)."""
@@ -63,14 +59,7 @@ def bundled_component(model: TransformerBridge, kind: str, version: str, *, what
 
 
 def training_records(model: TransformerBridge) -> list[CounterFactRecord]:
-    """A bundled model's training records for trained editors (see the module docstring)."""
+    """A bundled model's training cases for trained editors (its record's ``editor_training_cases``)."""
     from workbench.models import record_of
 
-    record = record_of(model)
-    held_out = {case.requested_rewrite.subject for case in record.benchmark(split="evaluation")}
-    records = list(record.benchmark(split="tuning"))
-    if "P17" in record.relations():
-        from workbench.zoo.mass_requests import mass_requests
-
-        records += mass_requests(model.tokenizer, record.name, 10**6)[-CITY_CASES:]
-    return [case for case in records if case.requested_rewrite.subject not in held_out]
+    return record_of(model).editor_training_cases(model.tokenizer)

@@ -98,6 +98,19 @@ class ModelRecord:
             records = [r for r in records if (r.case_id % TUNING_EVERY == 0) == (split == "tuning")]
         return records if n_cases is None else records[:n_cases]
 
+    def editor_training_cases(self, tokenizer, city_cases: int = 300) -> list[CounterFactRecord]:
+        """Cases to train editors' learned parts on (SERAC's scope classifier, MEND's networks): the
+        tuning split plus, where the record has the city -> country relation, the *last*
+        ``city_cases`` city requests of :mod:`workbench.zoo.mass_requests` (``--data cities``
+        benchmarks take the first ones); no case shares a subject with the evaluation split."""
+        held_out = {case.requested_rewrite.subject for case in self.benchmark(split="evaluation")}
+        cases = list(self.benchmark(split="tuning"))
+        if "P17" in self.relations():
+            from workbench.zoo.mass_requests import mass_requests  # imports this module
+
+            cases += mass_requests(tokenizer, self.name, 10**6)[-city_cases:]
+        return [case for case in cases if case.requested_rewrite.subject not in held_out]
+
 
 def _factgpt_weights(cache: Path) -> Path:
     directory = ZOO / "factgpt"
