@@ -95,8 +95,8 @@ class EditCache:
         for produced in range(min(longest - 1, len(prefix) - 1), -1, -1):  # target tokens already in the input
             asked, so_far = prefix[: len(prefix) - produced], prefix[len(prefix) - produced :]
             similarity = self.prompt_vectors @ self._vector(asked)  # [edits]
-            for edit in (similarity >= self.hparams.threshold).nonzero()[:, 0][similarity[
-                    similarity >= self.hparams.threshold].argsort(descending=True)].tolist():
+            order = similarity.argsort(descending=True)  # most similar first
+            for edit in order[similarity[order] >= self.hparams.threshold].tolist():
                 target = self.targets[edit]
                 if produced < len(target) and target[:produced] == so_far:
                     return target[produced]

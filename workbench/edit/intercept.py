@@ -103,6 +103,7 @@ class Interceptor:
             output["logits"] = replaced.view(shape)
         return output
 
+
 def _kept_positions(keep, n: int, new: int) -> list[tuple[int, int]]:
     """(row, position among the new tokens) of each logit row, in the order the model returns them."""
     if isinstance(keep, torch.Tensor) and keep.dtype == torch.bool:
