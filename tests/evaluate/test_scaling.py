@@ -38,6 +38,17 @@ def test_scaling_runs_every_method_and_count_and_restores(model, mode, tmp_path)
     assert reloaded.runs == result.runs and "ES" in reloaded.table()
 
 
+def test_runs_report_what_the_edits_keep(model):
+    """Fine-tuning changes weights of its one layer and keeps no memory; caching the reverse."""
+    records = benchmark("factgpt", 2)
+    result = run_scaling(model, records, ["ft", "caching"], [2], fluency_cases=0, progress=False)
+    ft, caching = result.runs
+    layer_weights = sum(p.numel() for name, p in model.original_model.named_parameters()
+                        if f".{ft['layers'][0]}." in name)
+    assert 0 < ft["changed_weights"] <= layer_weights and ft["memory_bytes"] == 0
+    assert caching["changed_weights"] == 0 and caching["memory_bytes"] > 0
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

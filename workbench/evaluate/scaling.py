@@ -46,7 +46,9 @@ MODES = ("batch", "sequential")
 
 @dataclass(repr=False)
 class ScalingResult(JsonResult):
-    """One row per (method, number of edits): metrics before and after, time and memory."""
+    """One row per (method, number of edits): metrics before and after, edit seconds, peak memory
+    (``peak_mb``), what the edits keep: ``memory_bytes`` (a memory-based editor's edit memory) and
+    ``changed_weights`` (weight elements that differ from the unedited model's)."""
 
     mode: str
     batch_size: int
@@ -181,21 +183,24 @@ def _edited_run(model: TransformerBridge, run: tuple[str, list[CounterFactRecord
         # 1,000 sequential knowledge-neuron edits.
         unedited = _parameters_copy(model)
         layers: list[int] = []
+        memory_bytes = 0
         try:
             started = time.perf_counter()
             with PeakMemory(model.cfg.device) as peak:
                 for group in groups:
                     applied = edit(model, group, method, check_targets=False, **hparams.get(method, {}))
                     layers = layers or applied.layers
+                    memory_bytes += applied.info.get("memory_bytes", 0)
                     del applied
             seconds = time.perf_counter() - started
             after = _measure(model, cases, fluency_cases, fluency_tokens)
+            changed = _changed_elements(model, unedited)
         finally:
             _restore_parameters(model, unedited)
             forget_edited_keys(model)
             forget_rules(model)  # memory-based editors' caches
     return {"method": method, "n_edits": len(cases), "after": after, "edit_seconds": seconds,
-            "peak_mb": peak.megabytes, "layers": layers}
+            "peak_mb": peak.megabytes, "layers": layers, "memory_bytes": memory_bytes, "changed_weights": changed}
 
 
 def _resumed(fresh: ScalingResult, saved: ScalingResult, path: str | Path) -> ScalingResult:
@@ -213,6 +218,12 @@ def _parameters_copy(model: TransformerBridge) -> dict[str, torch.Tensor]:
     """Every parameter's values under its Hugging Face name (offloaded ones from their weights map)."""
     parameters = {name.replace("._original_component", "") for name, _ in model.original_model.named_parameters()}
     return {name: values.detach().clone() for name, values in hf_state_dict(model).items() if name in parameters}
+
+
+def _changed_elements(model: TransformerBridge, copy: dict[str, torch.Tensor]) -> int:
+    """How many weight elements differ from ``copy`` (0 for the memory-based editors)."""
+    now = hf_state_dict(model)
+    return sum(int((now[name] != values).sum()) for name, values in copy.items())
 
 
 def _restore_parameters(model: TransformerBridge, copy: dict[str, torch.Tensor]) -> None:
