@@ -27,7 +27,7 @@ run: install
 	$(BIN)/workbench story
 
 test: install
-	$(OFFLINE) $(BIN)/pytest -q --nbmake tests notebooks
+	$(OFFLINE) $(BIN)/pytest -q --durations=15 --nbmake tests notebooks
 
 test-slow: install
 	$(OFFLINE) $(BIN)/pytest -q -m slow tests
@@ -43,6 +43,7 @@ figures: install
 	$(BIN)/python figures/scaling.py --model factgpt --methods rome,memit,kn,ft,ft-l
 	$(BIN)/python figures/scaling.py --model smollm2-135m
 	$(BIN)/python figures/sequential.py
+	$(BIN)/python figures/editors.py
 
 bench: install
 	$(BIN)/python benchmarks/trace_speed.py

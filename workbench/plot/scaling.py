@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from workbench.evaluate.scaling import ScalingResult
@@ -20,10 +21,16 @@ LABELS = {
 STYLES = {"batch": "-", "sequential": "--"}
 
 
-def plot_scaling(results: Sequence[ScalingResult], metrics: Sequence[str] = tuple(LABELS)) -> Figure:
+def plot_scaling(results: Sequence[ScalingResult], metrics: Sequence[str] = tuple(LABELS),
+                 axes: Sequence[Axes] | None = None) -> Figure:
     """One panel per metric; x: number of edits (log scale); the unedited model's value on the
-    largest set of cases is the dotted grey line."""
-    figure, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 4.0), constrained_layout=True)
+    largest set of cases is the dotted grey line. ``axes``: one per metric, to draw into a larger
+    figure (default: a new figure)."""
+    if axes is None:
+        figure, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 4.0), constrained_layout=True)
+    elif len(axes) != len(metrics):
+        raise ValueError(f"{len(metrics)} metrics need as many axes, got {len(axes)}")
+    figure = np.atleast_1d(axes)[0].figure
     colours = {}
     for ax, metric in zip(np.atleast_1d(axes), metrics):
         for result in results:
