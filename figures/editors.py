@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--parts", default="single,batch,sequential")
     parser.add_argument("--cases", type=int, default=200, help="evaluation cases edited one at a time")
     parser.add_argument("--edits", default="1,10,100,1000", help="batch sizes (city requests)")
+    parser.add_argument("--batch-methods", default=",".join(MEMORY_EDITORS), help="editors of the batch part")
     parser.add_argument("--sequential-edits", default="1,10,100", help="ROME's sequential runs")
     parser.add_argument("--replot", action="store_true", help="redraw from the saved JSON files")
     args = parser.parse_args()
@@ -65,7 +66,7 @@ def main() -> None:
         for method in MEMORY_EDITORS:
             if not SINGLE[method].exists():
                 run_bench(model, records, method, fluency_tokens=0).save(SINGLE[method])
-    for part, path, methods, counts in (("batch", BATCH, MEMORY_EDITORS, args.edits),
+    for part, path, methods, counts in (("batch", BATCH, args.batch_methods.split(","), args.edits),
                                         ("sequential", SEQUENTIAL, ("rome",), args.sequential_edits)):
         if part in parts:
             counts = [int(n) for n in counts.split(",")]
@@ -105,10 +106,10 @@ def plot_comparison(singles: dict[str, BenchResult], scaling: list[ScalingResult
                  color=colour)
     bars.set_xticks(np.arange(len(SCORES)) + 0.4 - width / 2, [LABELS[key].split(" (")[0] for key in SCORES], fontsize=8)
     bars.set_ylabel("score (%)")
-    bars.set_ylim(0, 105)
+    bars.set_ylim(0, 120)  # room for the legend above the bars
     cases = max((result.n_cases for result in singles.values()), default=0)
     bars.set_title(f"Single edits ({cases} evaluation cases)", fontsize=10)
-    bars.legend(fontsize=8, loc="lower left")
+    bars.legend(fontsize=8, loc="upper center", ncol=len(singles))
     plot_scaling(scaling, SCORES, axes=axes[1:])
     figure.suptitle(f"Editors on {MODEL}: one edit at a time (left), many at once (right; dotted: unedited)",
                     fontsize=11)
