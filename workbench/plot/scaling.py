@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from workbench.errors import InvalidRequestError
 from workbench.evaluate.scaling import ScalingResult
 
 LABELS = {
@@ -27,9 +28,9 @@ def plot_scaling(results: Sequence[ScalingResult], metrics: Sequence[str] = tupl
     largest set of cases is the dotted grey line. ``axes``: one per metric, to draw into a larger
     figure (default: a new figure)."""
     if axes is None:
-        figure, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 4.0), constrained_layout=True)
+        axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 4.0), constrained_layout=True)[1]
     elif len(axes) != len(metrics):
-        raise ValueError(f"{len(metrics)} metrics need as many axes, got {len(axes)}")
+        raise InvalidRequestError(f"{len(metrics)} metrics need as many axes, got {len(axes)}")
     figure = np.atleast_1d(axes)[0].figure
     colours = {}
     for ax, metric in zip(np.atleast_1d(axes), metrics):
