@@ -65,6 +65,7 @@ def test_two_workers_give_the_single_process_result(model, engine, facts, single
     assert len(engine.pids_seen) == 2  # both workers took facts
 
 
+@pytest.mark.slow  # 17 s on 2 cores (a worker restarts and reloads the model); the two-worker path runs by default
 def test_a_worker_killed_mid_sweep_is_restarted_and_the_sweep_completes(model, engine, facts, single_process):
     pids = engine.start(model)
     engine.pids_seen.clear()

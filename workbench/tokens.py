@@ -32,6 +32,21 @@ def pad_right(rows: list[list[int]], pad: int, device: torch.device | str = "cpu
     return torch.tensor([row + [pad] * (width - len(row)) for row in rows], dtype=torch.long, device=device)
 
 
+def length_batches(lengths: Sequence[int], max_rows: int, max_tokens: int = 8192) -> list[list[int]]:
+    """Indices of rows grouped into batches of similar length: sorted by length, each batch at most
+    ``max_rows`` rows and (unless it is a single row) at most ``max_tokens`` tokens once padded to its
+    longest row. A few long texts among short ones then neither pad a whole batch to their length
+    nor make one huge batch."""
+    batches: list[list[int]] = []
+    for index in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        batch = batches[-1] if batches else None
+        if batch is None or len(batch) == max_rows or (len(batch) + 1) * lengths[index] > max_tokens:
+            batches.append([index])
+        else:
+            batch.append(index)
+    return batches
+
+
 def pad_left(
     rows: Sequence[Sequence[int]], pad: int, device: torch.device | str = "cpu"
 ) -> tuple[Int[torch.Tensor, "batch pos"], Int[torch.Tensor, "batch pos"]]:

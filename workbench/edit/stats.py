@@ -40,7 +40,7 @@ from workbench import families
 from workbench.capture import run_until
 from workbench.errors import InvalidRequestError
 from workbench.models import cache_root, hf_state_dict
-from workbench.tokens import pad_right
+from workbench.tokens import length_batches, pad_right
 
 DEFAULT_CACHE = cache_root() / "stats"
 
@@ -138,7 +138,7 @@ def accumulate_second_moments(
 ) -> tuple[dict[int, Float[torch.Tensor, "d_mlp d_mlp"]], int]:
     """Sum of k k^T over every token of ``texts`` at each of ``layers``' MLP keys (one forward pass
     per batch for all of them, stopped after the highest), and the token count. Texts are batched
-    by token length (the sum does not depend on the order).
+    by token length (:func:`workbench.tokens.length_batches`; the sum does not depend on the order).
 
     Texts are tokenized like prompts (BOS first); longer texts are cut at the context length.
     """
@@ -150,12 +150,11 @@ def accumulate_second_moments(
     sums = {layer: torch.zeros(width, width, dtype=torch.float64, device=model.cfg.device) for layer, width in widths.items()}
     count = 0
     tokenizer, pad = model.tokenizer, model.tokenizer.pad_token_id
-    batch: list[list[int]] = []
     names = ", ".join(map(str, layers))
     bar = tqdm(total=total, desc=f"second moment, layer{'s' if len(layers) > 1 else ''} {names}", unit="text",
                disable=not progress)
 
-    def flush() -> int:
+    def flush(batch: list[list[int]]) -> int:
         input_ids = pad_right(batch, pad, model.cfg.device)
         lengths = torch.tensor([len(ids) for ids in batch], device=model.cfg.device)
         mask = torch.arange(input_ids.shape[1], device=model.cfg.device) < lengths[:, None]  # [batch, pos]
@@ -173,13 +172,8 @@ def accumulate_second_moments(
         return int(mask.sum())
 
     encoded = [tokenizer(text, truncation=True, max_length=model.cfg.n_ctx)["input_ids"] for text in texts]
-    for ids in sorted(encoded, key=len):  # batches of similar lengths waste little on padding
-        batch.append(ids)
-        if len(batch) == batch_size:
-            count += flush()
-            batch = []
-    if batch:
-        count += flush()
+    for rows in length_batches([len(ids) for ids in encoded], batch_size):
+        count += flush([encoded[i] for i in rows])
     bar.close()
     if count == 0:
         raise InvalidRequestError("the corpus is empty: second moments need at least one text")

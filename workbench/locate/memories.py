@@ -24,7 +24,7 @@ from workbench import families
 from workbench.capture import activation_until
 from workbench.errors import InvalidRequestError
 from workbench.results import JsonResult
-from workbench.tokens import pad_right
+from workbench.tokens import length_batches, pad_right
 
 
 @dataclass(repr=False)
@@ -79,15 +79,13 @@ def memory(
 def _top_activating(model, layer, neuron, corpus, k, batch_size) -> list:
     """The ``k`` texts whose largest activation of the neuron is highest, with the token where it is.
     Special tokens (the BOS token every text starts with) are not counted: their activation is the
-    same in every text. Texts are cut at the context length and batched by token length; each pass
-    stops at the layer."""
+    same in every text. Texts are cut at the context length and batched by token length
+    (:func:`workbench.tokens.length_batches`); each pass stops at the layer."""
     hook = families.Hooks.mlp_key(layer)
     best: list[tuple[float, str, str]] = []
     pad, special = model.tokenizer.pad_token_id, set(model.tokenizer.all_special_ids)
     encoded = [model.tokenizer(text, truncation=True, max_length=model.cfg.n_ctx)["input_ids"] for text in corpus]
-    order = sorted(range(len(corpus)), key=lambda i: len(encoded[i]))  # similar lengths waste little on padding
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
+    for rows in length_batches([len(ids) for ids in encoded], batch_size):
         ids = pad_right([encoded[i] for i in rows], pad, model.cfg.device)
         activations = activation_until(model, ids, hook)[..., neuron].float()  # [batch, pos]
         for row, index in enumerate(rows):
