@@ -26,8 +26,11 @@ $(STAMP): pyproject.toml constraints.txt
 run: install
 	$(BIN)/workbench story
 
+# Two pytest processes (pytest-xdist, a test file per process at a time), one thread each: much of the
+# run is Python-bound (imports, notebook kernels, small tensors), and two threaded torch processes on
+# two cores would slow each other down. The run is 457 s where one process took about 700 s (2 cores).
 test: install
-	$(OFFLINE) $(BIN)/pytest -q --durations=15 --nbmake tests notebooks
+	$(OFFLINE) OMP_NUM_THREADS=1 $(BIN)/pytest -q -n 2 --dist loadfile --durations=15 --nbmake tests notebooks
 
 test-slow: install
 	$(OFFLINE) $(BIN)/pytest -q -m slow tests
