@@ -12,6 +12,7 @@ from workbench.edit.intercept import has_rules
 from workbench.edit.scope import ScopeClassifier, scope_examples, train_scope_classifier
 from workbench.edit.serac import SeracHyperParams
 from workbench.errors import InvalidRequestError
+from workbench.tokens import pad_right
 from workbench.zoo.benchmark import benchmark
 
 EDIT = EditRequest("The capital of {} is", "France", "Rome", "Paris")
@@ -45,6 +46,11 @@ def test_in_scope_inputs_get_the_base_model_prompted_with_the_edit(model, tmp_pa
     everything = _fixed_classifier(model, tmp_path / "all", in_scope=True)
     with workbench.edit(model, EDIT, "serac", classifier=everything, check_targets=False) as result:
         torch.testing.assert_close(_last_logits(model, PROMPTS), prompted, atol=1e-4, rtol=1e-4)
+        # both prompts in one right-padded batch, read at each one's last token
+        ids = [model.tokenizer(p)["input_ids"] for p in PROMPTS]
+        batch = pad_right(ids, model.tokenizer.pad_token_id or 0)
+        logits = model(batch, return_type="logits")[torch.arange(len(ids)), torch.tensor([len(i) - 1 for i in ids])]
+        torch.testing.assert_close(logits, prompted, atol=1e-4, rtol=1e-4)
         assert result.deltas == {} and changed(model, weights) == set()
     nothing = _fixed_classifier(model, tmp_path / "none", in_scope=False)
     with workbench.edit(model, EDIT, "serac", classifier=nothing, check_targets=False):
