@@ -11,6 +11,7 @@ from workbench.edit.layers import default_edit_layer
 from workbench.errors import InvalidRequestError
 from workbench.evaluate.metrics import case_metrics, summarize
 from workbench.evaluate.resources import PeakMemory
+from workbench.evaluate import scaling
 from workbench.evaluate.scaling import ScalingResult, run_scaling
 from workbench.zoo.benchmark import benchmark
 
@@ -100,14 +101,19 @@ def test_results_that_do_not_belong_together_are_not_merged(other):
         ScalingResult.merged([_result("batch", [("kn", 1), ("kn", 10)]), other])
 
 
-def test_an_interrupted_sweep_resumes_from_its_checkpoint(model, tmp_path):
+def test_an_interrupted_sweep_resumes_from_its_checkpoint(model, tmp_path, monkeypatch):
     records = benchmark("factgpt", 2)
     checkpoint = tmp_path / "sweep.json"
     first = run_scaling(model, records, ["ft"], [1], fluency_cases=1, fluency_tokens=3, progress=False,
                         checkpoint=checkpoint)
     assert ScalingResult.load(checkpoint).runs == first.runs
+    measured_sizes = []
+    measure = scaling._measure
+    monkeypatch.setattr(scaling, "_measure", lambda m, cases, *a: measured_sizes.append(len(cases)) or measure(m, cases, *a))
     resumed = run_scaling(model, records, ["kn", "ft"], [1, 2], fluency_cases=1, fluency_tokens=3, progress=False,
                           checkpoint=checkpoint)
+    # the unedited model is measured at 2 cases only (its 1-case measure is the checkpoint's), then each new run once
+    assert measured_sizes == [2, 1, 2, 2]
     assert [(r["method"], r["n_edits"]) for r in resumed.runs] == [("kn", 1), ("kn", 2), ("ft", 1), ("ft", 2)]
     # the checkpoint's run is kept, not measured again (its wall time would differ)
     assert resumed.runs[2] == first.runs[0]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
@@ -151,7 +152,10 @@ def run_scaling(
         result = _resumed(result, ScalingResult.load(checkpoint), checkpoint)
     done = {(run["method"], run["n_edits"]) for run in result.runs}
     plan = [(method, n) for method in methods for n in sorted(set(edit_counts)) if (method, n) not in done]
-    befores = {n: _measure(model, records[:n], fluency_cases, fluency_tokens) for n in sorted({n for _, n in plan})}
+    # the unedited model's measure of each size: the checkpoint's runs already hold it for theirs
+    befores = {run["n_edits"]: run["before"] for run in result.runs}
+    for n in tqdm(sorted({n for _, n in plan} - set(befores)), desc="unedited model", unit="size", disable=not progress):
+        befores[n] = _measure(model, records[:n], fluency_cases, fluency_tokens)
     work = partial(_edited_run, mode=mode, batch_size=batch_size, hparams=hparams, fluency_cases=fluency_cases,
                    fluency_tokens=fluency_tokens)
     order = list(dict.fromkeys([*methods, *(run["method"] for run in result.runs)]))
