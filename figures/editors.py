@@ -34,7 +34,7 @@ import workbench  # noqa: E402
 from workbench.evaluate.bench import BenchResult, run_bench  # noqa: E402
 from workbench.evaluate.scaling import ScalingResult, run_scaling  # noqa: E402
 from workbench.models import record_of  # noqa: E402
-from workbench.plot.scaling import LABELS, plot_scaling  # noqa: E402
+from workbench.plot.scaling import LABELS, method_colours, plot_scaling  # noqa: E402
 from workbench.zoo.mass_requests import mass_requests  # noqa: E402
 
 HERE = Path(__file__).parent
@@ -99,11 +99,10 @@ def plot_comparison(singles: dict[str, BenchResult], scaling: list[ScalingResult
                                 width_ratios=[2] + [1] * len(SCORES))
     bars = axes[0]
     width = 0.8 / max(len(singles), 1)
-    order = list(dict.fromkeys(run["method"] for result in scaling for run in result.runs))  # plot_scaling's colours
+    colours = method_colours(scaling, list(singles))  # as in the scaling panels
     for i, (method, result) in enumerate(singles.items()):
-        colour = f"C{order.index(method)}" if method in order else f"C{len(order) + i}"
         bars.bar(np.arange(len(SCORES)) + i * width, [result.after[key] for key in SCORES], width, label=method,
-                 color=colour)
+                 color=colours[method])
     bars.set_xticks(np.arange(len(SCORES)) + 0.4 - width / 2, [LABELS[key].split(" (")[0] for key in SCORES], fontsize=8)
     bars.set_ylabel("score (%)")
     bars.set_ylim(0, 120)  # room for the legend above the bars

@@ -112,3 +112,20 @@ def test_scaling_result_plots_each_metric_against_the_number_of_edits():
     (line,) = efficacy.get_lines()
     assert list(line.get_xdata()) == [1, 10] and list(line.get_ydata()) == [100.0, 60.0]
     assert all(ax.get_xlabel() for ax in figure.axes if ax.get_lines())
+
+
+def test_each_method_keeps_one_colour_across_results_and_beside_panels():
+    from matplotlib.colors import to_hex
+
+    from workbench.evaluate.scaling import ScalingResult
+    from workbench.plot.scaling import method_colours, plot_scaling
+
+    def runs(method):
+        return [{"method": method, "n_edits": n, "before": {}, "after": {"score": 50.0}} for n in (1, 10)]
+
+    batch, sequential = ScalingResult("batch", 0, runs("memit") + runs("ft")), ScalingResult("sequential", 1, runs("ft"))
+    colours = method_colours([batch, sequential], more=["rome", "ft"])
+    assert colours == {"memit": "C0", "ft": "C1", "rome": "C2"}  # first appearance; "ft" is not coloured twice
+    (ax,) = plot_scaling([batch, sequential], ["score"]).axes
+    drawn = {line.get_label(): to_hex(line.get_color()) for line in ax.get_lines() if "(" in line.get_label()}
+    assert drawn == {"memit (batch)": to_hex("C0"), "ft (batch)": to_hex("C1"), "ft (sequential)": to_hex("C1")}

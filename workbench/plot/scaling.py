@@ -22,6 +22,13 @@ LABELS = {
 STYLES = {"batch": "-", "sequential": "--"}
 
 
+def method_colours(results: Sequence[ScalingResult], more: Sequence[str] = ()) -> dict[str, str]:
+    """Matplotlib colour (``"C0"``, ``"C1"``, ...) of each method, in order of first appearance in
+    ``results``' runs, then ``more``: the colours :func:`plot_scaling` uses, for panels drawn beside it."""
+    order = dict.fromkeys([*(run["method"] for result in results for run in result.runs), *more])
+    return {method: f"C{index}" for index, method in enumerate(order)}
+
+
 def plot_scaling(results: Sequence[ScalingResult], metrics: Sequence[str] = tuple(LABELS),
                  axes: Sequence[Axes] | None = None) -> Figure:
     """One panel per metric; x: number of edits (log scale); the unedited model's value on the
@@ -32,16 +39,15 @@ def plot_scaling(results: Sequence[ScalingResult], metrics: Sequence[str] = tupl
     elif len(axes) != len(metrics):
         raise InvalidRequestError(f"{len(metrics)} metrics need as many axes, got {len(axes)}")
     figure = np.atleast_1d(axes)[0].figure
-    colours = {}
+    colours = method_colours(results)
     for ax, metric in zip(np.atleast_1d(axes), metrics):
         for result in results:
             methods = list(dict.fromkeys(run["method"] for run in result.runs))
             for method in methods:
                 runs = sorted((r for r in result.runs if r["method"] == method), key=lambda r: r["n_edits"])
-                colour = colours.setdefault(method, f"C{len(colours)}")
                 label = f"{method} ({result.mode})"
                 ax.plot([r["n_edits"] for r in runs], [r["after"].get(metric, np.nan) for r in runs],
-                        STYLES.get(result.mode, "-"), marker="o", markersize=3, color=colour, label=label)
+                        STYLES.get(result.mode, "-"), marker="o", markersize=3, color=colours[method], label=label)
             largest = max(result.runs, key=lambda r: r["n_edits"])
             if metric in largest["before"]:
                 ax.axhline(largest["before"][metric], color="grey", linestyle=":", linewidth=1)
