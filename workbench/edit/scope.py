@@ -35,7 +35,7 @@ from workbench import families
 from workbench.data import CounterFactRecord
 from workbench.edit.trained import read_component, save_component
 from workbench.errors import InvalidRequestError
-from workbench.tokens import pad_right, target_ids
+from workbench.tokens import length_batches, pad_right, target_ids
 
 
 @torch.no_grad()
@@ -45,10 +45,8 @@ def prefix_features(
     """Per row of token ids: ``[h_last, h_mean]`` of every prefix (one per position), where ``h`` is
     the residual stream entering block ``layer``; blocks from ``layer`` on are not run."""
     special = set(model.tokenizer.all_special_ids)
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
     features: list[torch.Tensor] = [torch.empty(0)] * len(rows)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
+    for chunk in length_batches([len(row) for row in rows], batch_size):
         ids = pad_right([list(rows[i]) for i in chunk], model.tokenizer.pad_token_id or 0, model.cfg.device)
         hidden = families.residual_entering(model, ids, layer).float()  # [batch, pos, d_model]
         for offset, index in enumerate(chunk):
