@@ -38,13 +38,15 @@ def _last_logits(model, texts):
                         for t in texts])
 
 
-def test_in_scope_inputs_get_the_base_model_prompted_with_the_edit(model, tmp_path):
+@pytest.mark.parametrize("cache_contexts", [True, False])
+def test_in_scope_inputs_get_the_base_model_prompted_with_the_edit(model, tmp_path, cache_contexts):
     weights = snapshot(model)
     base = _last_logits(model, PROMPTS)
     context = f"{EDIT.filled_prompt()} {EDIT.target_new}.\n" * SeracHyperParams().context_repeats
     prompted = _last_logits(model, [context + p for p in PROMPTS])
     everything = _fixed_classifier(model, tmp_path / "all", in_scope=True)
-    with workbench.edit(model, EDIT, "serac", classifier=everything, check_targets=False) as result:
+    with workbench.edit(model, EDIT, "serac", classifier=everything, check_targets=False,
+                        cache_contexts=cache_contexts) as result:
         torch.testing.assert_close(_last_logits(model, PROMPTS), prompted, atol=1e-4, rtol=1e-4)
         # both prompts in one right-padded batch, read at each one's last token
         ids = [model.tokenizer(p)["input_ids"] for p in PROMPTS]
@@ -57,6 +59,24 @@ def test_in_scope_inputs_get_the_base_model_prompted_with_the_edit(model, tmp_pa
         assert torch.equal(_last_logits(model, PROMPTS), base)
     assert not has_rules(model) and torch.equal(_last_logits(model, PROMPTS), base)
     assert not torch.allclose(prompted, base)  # the routing is visible
+
+
+def test_a_pass_fed_a_kv_cache_is_answered_from_the_whole_history(model, tmp_path):
+    """One token fed after a cached prompt (as in generation: the classifier's features need an extra
+    pass, the counterfactual the whole history) against the base model after the edit's sentence."""
+    context = model.tokenizer(f"{EDIT.filled_prompt()} {EDIT.target_new}.\n" * SeracHyperParams().context_repeats)["input_ids"]
+    prompt = model.tokenizer(PROMPTS[0])["input_ids"]
+    following = torch.tensor([[7]])
+    history = context + (prompt[1:] if prompt[0] == model.tokenizer.bos_token_id else prompt) + [7]
+    expected = model(torch.tensor([history]), return_type="logits")[0, -1]
+    unedited = model(torch.tensor([prompt + [7]]), return_type="logits")[0, -1]
+    everything = _fixed_classifier(model, tmp_path / "all", in_scope=True)
+    with workbench.edit(model, EDIT, "serac", classifier=everything, check_targets=False) as result:
+        _, cache = model(torch.tensor([prompt]), return_type="logits_and_cache")
+        answered = model(following, return_type="logits", past_key_values=cache)[0, -1]
+        assert result.info["routing"]["routed"] == len(prompt) - 1 + 1  # every real position, then the new token
+    torch.testing.assert_close(answered, expected, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(expected, unedited, atol=1e-3)
 
 
 @pytest.mark.slow  # 45 s on 2 cores: factgpt features for 80 records, 200 steps

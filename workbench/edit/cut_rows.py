@@ -65,27 +65,62 @@ class CutRows:
         )
 
 
+@dataclass(frozen=True)
+class KeptPrefixes:
+    """Token rows run once and kept as each layer's attention keys and values, left-padded, to be
+    continued by :meth:`continued` (a value search's rows before their edit position; SERAC's edit
+    sentences before the inputs they answer). Build with :func:`keep_prefixes`."""
+
+    past: list[tuple[Float[torch.Tensor, "rows heads width head_dim"], Float[torch.Tensor, "rows heads width head_dim"]]] | None
+    """Per layer, the keys and values of every row (``None`` when every row is empty)."""
+    mask: Int[torch.Tensor, "rows width"]
+
+    def select(self, rows: Int[torch.Tensor, "k"]) -> KeptPrefixes:
+        """The prefixes ``rows`` (any indices, repeats allowed), in that order."""
+        past = [(keys[rows], values[rows]) for keys, values in self.past] if self.past is not None else None
+        return KeptPrefixes(past, self.mask[rows])
+
+    def nbytes(self) -> int:
+        """Memory held by the kept keys and values."""
+        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.past or [])
+
+    def continued(self, rows: Sequence[Sequence[int]]) -> CutRows:
+        """Each prefix followed by ``rows[r]`` (as many rows as prefixes), the prefix being the part before the cut."""
+        if len(rows) != self.mask.shape[0]:
+            raise ValueError(f"{len(rows)} continuations for {self.mask.shape[0]} prefixes")
+        after_ids, after_mask = pad_left(rows, 0, self.mask.device)
+        lengths_before = self.mask.sum(-1, keepdim=True)  # [rows, 1]
+        return CutRows(
+            past=self.past,
+            input_ids=after_ids,
+            attention_mask=torch.cat([self.mask, after_mask], dim=1),
+            position_ids=(lengths_before + after_mask.cumsum(-1) - 1).clamp_min(0),
+            edit_index=(after_mask == 0).sum(-1),
+            cut=lengths_before[:, 0].tolist(),
+        )
+
+
 @torch.no_grad()
+def keep_prefixes(model: TransformerBridge, rows: Sequence[Sequence[int]], *, max_rows: int = 256) -> KeptPrefixes:
+    """Run ``rows`` (left-padded to one width, ``max_rows`` per forward pass) and keep their keys and values."""
+    ids, mask = pad_left(rows, model.tokenizer.pad_token_id or 0, model.cfg.device)
+    if ids.shape[1] == 0:
+        return KeptPrefixes(None, mask)
+    parts = []
+    for start in range(0, len(rows), max_rows):
+        chunk_ids, chunk_mask = ids[start : start + max_rows], mask[start : start + max_rows]
+        _, cache = model(chunk_ids, return_type="logits_and_cache", attention_mask=chunk_mask,
+                         position_ids=(chunk_mask.cumsum(-1) - 1).clamp_min(0),
+                         logits_to_keep=torch.zeros_like(chunk_mask, dtype=torch.bool))
+        parts.append([(keys, values) for keys, values, *_ in cache])
+    past = [(torch.cat([p[layer][0] for p in parts]), torch.cat([p[layer][1] for p in parts]))
+            for layer in range(len(parts[0]))]
+    return KeptPrefixes(past, mask)
+
+
 def cut_rows(model: TransformerBridge, rows: Sequence[Sequence[int]], cut: Sequence[int]) -> CutRows:
     """Cut ``rows[r]`` at ``cut[r]`` and run every row's tokens before its cut once."""
     if any(not 0 <= c < len(row) for row, c in zip(rows, cut, strict=True)):
         raise ValueError("every cut must lie inside its row")
-    device, pad = model.cfg.device, model.tokenizer.pad_token_id
-    before_ids, before_mask = pad_left([row[:c] for row, c in zip(rows, cut)], pad, device)
-    after_ids, after_mask = pad_left([row[c:] for row, c in zip(rows, cut)], pad, device)
-    lengths_before = before_mask.sum(-1, keepdim=True)  # [rows, 1]
-    past = None
-    if before_ids.shape[1] > 0:
-        before_positions = (before_mask.cumsum(-1) - 1).clamp_min(0)
-        _, cache = model(before_ids, return_type="logits_and_cache", attention_mask=before_mask,
-                         position_ids=before_positions,
-                         logits_to_keep=torch.zeros_like(before_mask, dtype=torch.bool))
-        past = [(keys, values) for keys, values, *_ in cache]
-    return CutRows(
-        past=past,
-        input_ids=after_ids,
-        attention_mask=torch.cat([before_mask, after_mask], dim=1),
-        position_ids=(lengths_before + after_mask.cumsum(-1) - 1).clamp_min(0),
-        edit_index=(after_mask == 0).sum(-1),
-        cut=list(cut),
-    )
+    before = keep_prefixes(model, [row[:c] for row, c in zip(rows, cut)])
+    return before.continued([row[c:] for row, c in zip(rows, cut)])

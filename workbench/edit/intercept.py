@@ -12,7 +12,9 @@ For each logit row the hook works out its *prefix*, the real tokens (padding rem
 predicts the next token after. With a KV cache only the new tokens are fed at each step, so the
 hook keeps each cache's token history (keyed by the cache object the model returns and is given
 back) and prepends it. Rules (:class:`Rule`) receive all rows of one forward pass at once and return
-replacement logits for the rows they answer.
+replacement logits for the rows they answer. A rule that reads the residual stream entering a block
+(SERAC's scope classifier) names that block when installed; the pass's residual there is recorded
+and handed to the rule with the rows, so the rule need not run the model's lower blocks again.
 
 Limits: a forward pass fed ``inputs_embeds`` (integrated gradients, some patching) has no token
 ids and is passed through unchanged, so attribution sees the base model; a KV cache created before
@@ -30,6 +32,8 @@ import torch
 from jaxtyping import Float
 from transformer_lens.model_bridge import TransformerBridge
 
+from workbench import families
+
 
 @dataclass(frozen=True)
 class LogitRows:
@@ -43,6 +47,9 @@ class LogitRows:
     """The real tokens of each input sequence of the pass (with a KV cache: its whole history)."""
     input_of: list[int]
     """Per row: the input sequence it belongs to (its prefix is a leading part of that input)."""
+    residuals: dict[int, list[Float[torch.Tensor, "tokens d_model"]]]
+    """Per block named by a rule: the residual stream entering it at each real token of each input;
+    empty for a pass fed a KV cache (its earlier tokens were not run)."""
 
 
 Rule = Callable[[LogitRows], dict[int, torch.Tensor]]
@@ -55,12 +62,32 @@ class Interceptor:
     def __init__(self, model: TransformerBridge) -> None:
         self.model = model
         self.rules: dict[int, Rule] = {}  # owner id -> rule, applied in installation order
+        self.residual_layers: dict[int, int] = {}  # owner id -> the block whose input its rule reads
+        self._recorders: dict[int, torch.utils.hooks.RemovableHandle] = {}  # block -> its pre-hook
+        self._recorded: dict[int, torch.Tensor] = {}  # block -> this pass's residual entering it
         self._histories: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # KV cache -> its ids [n, t]
         self._suspended = 0
         self._handle = model.original_model.register_forward_hook(self._hook, with_kwargs=True)
 
     def remove(self) -> None:
         self._handle.remove()
+        for handle in self._recorders.values():
+            handle.remove()
+
+    def record_residuals(self) -> None:
+        """Keep a pre-hook on exactly the blocks named in :attr:`residual_layers`."""
+        wanted = set(self.residual_layers.values())
+        for layer in set(self._recorders) - wanted:
+            self._recorders.pop(layer).remove()
+        for layer in wanted - set(self._recorders):
+            block = families.hf_module(self.model, families.family_of(self.model).layer.format(layer))
+            self._recorders[layer] = block.register_forward_pre_hook(self._recorder(layer), with_kwargs=True)
+
+    def _recorder(self, layer: int):
+        def record(module, args, kwargs):
+            if not self._suspended:
+                self._recorded[layer] = (args[0] if args else kwargs["hidden_states"]).detach()
+        return record
 
     @contextmanager
     def suspended(self) -> Iterator[None]:
@@ -72,6 +99,7 @@ class Interceptor:
             self._suspended -= 1
 
     def _hook(self, module, args, kwargs, output):
+        recorded, self._recorded = self._recorded, {}
         new_ids = args[0] if args else kwargs.get("input_ids")
         if self._suspended or new_ids is None or not self.rules:
             return output
@@ -94,7 +122,9 @@ class Interceptor:
             prefixes.append(tuple(real[row][:n_real]) if mask[row, absolute] else ())
             input_of.append(row)
         shape = output.logits.shape
-        rows = LogitRows(prefixes, output.logits.reshape(-1, shape[-1]), [tuple(r) for r in real], input_of)
+        residuals = {} if past is not None else {
+            layer: [hidden[row][mask[row].bool()] for row in range(ids.shape[0])] for layer, hidden in recorded.items()}
+        rows = LogitRows(prefixes, output.logits.reshape(-1, shape[-1]), [tuple(r) for r in real], input_of, residuals)
         answers = {index: logits for rule in list(self.rules.values()) for index, logits in rule(rows).items()}
         if answers:
             replaced = rows.logits.clone()
@@ -115,12 +145,16 @@ def _kept_positions(keep, n: int, new: int) -> list[tuple[int, int]]:
 _INTERCEPTORS: weakref.WeakKeyDictionary[TransformerBridge, Interceptor] = weakref.WeakKeyDictionary()
 
 
-def install_rule(model: TransformerBridge, owner: object, rule: Rule) -> Interceptor:
-    """Answer through ``rule`` until :func:`remove_rule` is called with the same ``owner``."""
+def install_rule(model: TransformerBridge, owner: object, rule: Rule, *, residual_layer: int | None = None) -> Interceptor:
+    """Answer through ``rule`` until :func:`remove_rule` is called with the same ``owner``; with
+    ``residual_layer``, the rows it gets carry the residual stream entering that block."""
     interceptor = _INTERCEPTORS.get(model)
     if interceptor is None:
         interceptor = _INTERCEPTORS[model] = Interceptor(model)
     interceptor.rules[id(owner)] = rule
+    if residual_layer is not None:
+        interceptor.residual_layers[id(owner)] = families.check_layer(model, residual_layer)
+        interceptor.record_residuals()
     return interceptor
 
 
@@ -130,6 +164,8 @@ def remove_rule(model: TransformerBridge, owner: object) -> None:
     if interceptor is None:
         return
     interceptor.rules.pop(id(owner), None)
+    if interceptor.residual_layers.pop(id(owner), None) is not None:
+        interceptor.record_residuals()
     if not interceptor.rules:
         interceptor.remove()
         del _INTERCEPTORS[model]

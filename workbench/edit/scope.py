@@ -48,14 +48,21 @@ def prefix_features(
     features: list[torch.Tensor] = [torch.empty(0)] * len(rows)
     for chunk in length_batches([len(row) for row in rows], batch_size):
         ids = pad_right([list(rows[i]) for i in chunk], model.tokenizer.pad_token_id or 0, model.cfg.device)
-        hidden = families.residual_entering(model, ids, layer).float()  # [batch, pos, d_model]
+        hidden = families.residual_entering(model, ids, layer)  # [batch, pos, d_model]
         for offset, index in enumerate(chunk):
-            tokens = list(rows[index])
-            h = hidden[offset, : len(tokens)]
-            counted = torch.tensor([t not in special for t in tokens], device=h.device, dtype=h.dtype)[:, None]
-            running = (h * counted).cumsum(0) / counted.cumsum(0).clamp_min(1)  # [pos, d_model]
-            features[index] = torch.cat([h, running], dim=-1).cpu()
+            features[index] = residual_features(hidden[offset, : len(rows[index])], rows[index], special).cpu()
     return features
+
+
+def residual_features(
+    hidden: Float[torch.Tensor, "tokens d_model"], tokens: Sequence[int], special: set[int],
+) -> Float[torch.Tensor, "tokens two_d_model"]:
+    """``[h_last, h_mean]`` of every prefix of one row from its residual stream ``hidden`` (one row
+    per token of ``tokens``); the mean leaves out ``special`` tokens (BOS, padding)."""
+    h = hidden.float()
+    counted = torch.tensor([t not in special for t in tokens], device=h.device, dtype=h.dtype)[:, None]
+    running = (h * counted).cumsum(0) / counted.cumsum(0).clamp_min(1)  # [tokens, d_model]
+    return torch.cat([h, running], dim=-1)
 
 
 class ScopeClassifier(nn.Module):
