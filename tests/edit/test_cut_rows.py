@@ -6,7 +6,7 @@ import torch
 
 import workbench
 from workbench import families
-from workbench.edit.cut_rows import cut_rows
+from workbench.edit.cut_rows import cut_rows, keep_prefixes
 from workbench.tokens import pad_right
 
 FAMILIES = ("gpt2", "gpt-neox", "gpt-j", "llama")
@@ -91,3 +91,13 @@ def test_selected_rows_give_those_rows_logits(models, family):
         subset = cut.select(kept)
         assert subset.cut == [CUTS[i] for i in kept.tolist()]
         torch.testing.assert_close(subset.run(model, predict[kept]), full[kept], atol=1e-5, rtol=1e-5)
+
+
+def test_prefixes_kept_in_chunks_equal_those_kept_at_once(models):
+    model = models["llama"]
+    whole, chunked = keep_prefixes(model, ROWS), keep_prefixes(model, ROWS, max_rows=3)
+    assert torch.equal(whole.mask, chunked.mask)
+    for (keys, values), (chunk_keys, chunk_values) in zip(whole.past, chunked.past):
+        torch.testing.assert_close(chunk_keys, keys, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(chunk_values, values, atol=1e-5, rtol=1e-5)
+    assert whole.nbytes() == sum(k.numel() * 4 + v.numel() * 4 for k, v in whole.past) > 0

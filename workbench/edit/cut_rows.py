@@ -106,15 +106,17 @@ def keep_prefixes(model: TransformerBridge, rows: Sequence[Sequence[int]], *, ma
     ids, mask = pad_left(rows, model.tokenizer.pad_token_id or 0, model.cfg.device)
     if ids.shape[1] == 0:
         return KeptPrefixes(None, mask)
-    parts = []
+    past: list[tuple[torch.Tensor, torch.Tensor]] = []  # filled chunk by chunk: no second copy at the end
     for start in range(0, len(rows), max_rows):
         chunk_ids, chunk_mask = ids[start : start + max_rows], mask[start : start + max_rows]
         _, cache = model(chunk_ids, return_type="logits_and_cache", attention_mask=chunk_mask,
                          position_ids=(chunk_mask.cumsum(-1) - 1).clamp_min(0),
                          logits_to_keep=torch.zeros_like(chunk_mask, dtype=torch.bool))
-        parts.append([(keys, values) for keys, values, *_ in cache])
-    past = [(torch.cat([p[layer][0] for p in parts]), torch.cat([p[layer][1] for p in parts]))
-            for layer in range(len(parts[0]))]
+        for layer, (keys, values, *_) in enumerate(cache):
+            if start == 0:
+                past.append((keys.new_empty(len(rows), *keys.shape[1:]), values.new_empty(len(rows), *values.shape[1:])))
+            past[layer][0][start : start + len(chunk_ids)] = keys
+            past[layer][1][start : start + len(chunk_ids)] = values
     return KeptPrefixes(past, mask)
 
 
