@@ -40,7 +40,7 @@ def _identity_networks(model, folder, layers) -> str:
 
 
 def _weight_gradient(model, requests, name):
-    """d (mean target NLL) / dW by ordinary backpropagation through the whole model."""
+    """d (sum over requests of each one's mean target NLL) / dW by ordinary backpropagation through the whole model."""
     prompts = [model.tokenizer(r.filled_prompt())["input_ids"] for r in requests]
     answers = [target_ids(model, r.target_new) for r in requests]
     parameter = hf_parameter(model, name)
@@ -50,8 +50,8 @@ def _weight_gradient(model, requests, name):
         for prompt, answer in zip(prompts, answers):
             logits = model.original_model(torch.tensor([prompt + answer[:-1]]), use_cache=False).logits[0]
             predicted = logits[len(prompt) - 1 : len(prompt) - 1 + len(answer)]
-            losses.append(torch.nn.functional.cross_entropy(predicted, torch.tensor(answer), reduction="sum"))
-        loss = sum(losses) / sum(map(len, answers))
+            losses.append(torch.nn.functional.cross_entropy(predicted, torch.tensor(answer)))
+        loss = sum(losses)
         (gradient,) = torch.autograd.grad(loss, parameter)
     finally:
         parameter.requires_grad_(False)
@@ -71,6 +71,24 @@ def test_untrained_networks_take_a_gradient_step_of_rank_one_per_request(model, 
     # one-token targets: only the last prompt position's gradient reaches the last block's MLP
     singular = torch.linalg.svdvals(delta.double())
     assert int((singular > 1e-6 * singular[0]).sum()) == n_requests
+
+
+def test_a_batchs_update_is_the_sum_of_its_requests_updates_alone(model, tmp_path):
+    """Each request's step is the one it gets alone, whatever the batch size (trained networks are
+    nonlinear per token, not across requests, so this holds for them too)."""
+    layers = [model.cfg.n_layers - 1]
+    projection = mlp_out_projection(model, layers[0])
+    networks = MendNetworks(layers, projection.d_in, projection.d_out, rank=4)
+    torch.manual_seed(0)
+    for parameter in networks.parameters():
+        torch.nn.init.normal_(parameter, std=0.1)
+    folder = str(networks.save(tmp_path / "random", model_name="tiny"))
+    requests = _requests(model, 2)
+    deltas = []
+    for batch in ([requests[0]], [requests[1]], requests):
+        with workbench.edit(model, batch, "mend", networks=folder, check_targets=False) as result:
+            deltas.append(result.deltas[projection.name])
+    torch.testing.assert_close(deltas[2], deltas[0] + deltas[1], atol=1e-6, rtol=1e-4)
 
 
 def test_an_edit_of_several_layers_restores_bit_exactly_and_leaves_other_layers_alone(model, tmp_path):

@@ -15,13 +15,14 @@ edits the last three blocks' MLP matrices). Each network is the paper's low-rank
 residual connection, initialised to the identity (so before training an edit is one plain gradient
 step), reading the factors standardised by statistics taken from the training data. Training
 batches several edits and applies their summed update, so the networks learn edits that hold
-together in a batch. Training computes the residual stream entering the first edited block once
+together in a batch; each request's factors come from its own mean target NLL, so its update is
+the one it gets alone, whatever the batch size. Training computes the residual stream entering the first edited block once
 per example (the frozen blocks below do not depend on the edit) and runs only the edited blocks.
 
 Limits: trained per model (for the bundled models on first use, from the same records as SERAC's
 classifier); a one-token target's update of the last block is rank one, other blocks' updates have
-rank up to the number of tokens; the learned step is tuned to edits of the size seen in training
-(batches of ``batch_edits``): far larger batches may need ``step_scale`` below 1.
+rank up to the number of tokens; the networks learn updates that hold together in batches of
+``batch_edits``: thousands of summed updates can interfere (``step_scale`` below 1 shrinks them).
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ from workbench.errors import InvalidRequestError
 from workbench.models import frozen_weights
 from workbench.tokens import pad_right, target_ids
 
-NETWORK_VERSION = "mend-v1"
+NETWORK_VERSION = "mend-v2"
 """Folder name of the cached networks of bundled models; change it when training changes."""
 
 
@@ -121,15 +122,17 @@ class _Rows:
     predict: torch.Tensor  # [rows, width] bool: positions predicting a target token
     tokens: torch.Tensor  # [predicted]: the token each predicting position should give
     real: torch.Tensor  # [rows, width] bool: real (not padding) positions
+    weights: torch.Tensor  # [predicted]: 1 / the number of target tokens of its row
 
 
 def _target_rows(model: TransformerBridge, prompts: Sequence[str], targets: Sequence[str]) -> _Rows:
-    rows, predicted, wanted = [], [], []
+    rows, predicted, wanted, weights = [], [], [], []
     for row, (prompt, target) in enumerate(zip(prompts, targets)):
         prompt_ids, answer = model.tokenizer(prompt)["input_ids"], target_ids(model, target)
         rows.append(prompt_ids + answer[:-1])
         predicted += [(row, len(prompt_ids) - 1 + k) for k in range(len(answer))]
         wanted += answer
+        weights += [1 / len(answer)] * len(answer)
     ids = pad_right(rows, model.tokenizer.pad_token_id or 0, model.cfg.device)
     predict = torch.zeros_like(ids, dtype=torch.bool)
     predict[tuple(torch.tensor(predicted, device=ids.device).T)] = True
@@ -137,7 +140,7 @@ def _target_rows(model: TransformerBridge, prompts: Sequence[str], targets: Sequ
     for row, tokens in enumerate(rows):
         real[row, : len(tokens)] = True
     # ``predicted`` runs row by row, positions ascending: the row-major order the logits come back in
-    return _Rows(ids, predict, torch.tensor(wanted, device=ids.device), real)
+    return _Rows(ids, predict, torch.tensor(wanted, device=ids.device), real, torch.tensor(weights, device=ids.device))
 
 
 def _run_edited_blocks(model: TransformerBridge, hidden: torch.Tensor, first: int, predict: torch.Tensor,
@@ -166,12 +169,13 @@ def _run_edited_blocks(model: TransformerBridge, hidden: torch.Tensor, first: in
 
 def gradient_factors(model: TransformerBridge, rows: _Rows, hidden: torch.Tensor, first: int,
                      layers: Sequence[int]) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """``(u [tokens, d_in], delta [tokens, d_out])`` of each layer's MLP output projection for the
-    mean NLL of the rows' targets, over every real token of every row."""
+    """``(u [tokens, d_in], delta [tokens, d_out])`` of each layer's MLP output projection, over every
+    real token of every row, for the sum over rows of each row's mean target NLL: a row's factors are
+    those it has alone, whatever the batch (a batch's update is the sum of its rows' updates)."""
     captures: dict = dict.fromkeys(layers)
     with torch.enable_grad():
         logits = _run_edited_blocks(model, hidden, first, rows.predict, {}, captures)
-        loss = nn.functional.cross_entropy(logits, rows.tokens)
+        loss = (nn.functional.cross_entropy(logits, rows.tokens, reduction="none") * rows.weights).sum()
         outputs = [captures[layer][1] for layer in layers]
         gradients = torch.autograd.grad(loss, outputs)
     return {layer: (captures[layer][0][rows.real].float(), gradient[rows.real].float())
