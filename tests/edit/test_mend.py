@@ -39,6 +39,15 @@ def _identity_networks(model, folder, layers) -> str:
     return str(networks.save(folder, model_name="tiny"))
 
 
+def _random_networks(layers, projection) -> MendNetworks:
+    """Networks far from the identity (seeded normal weights): a nonlinear map of the factors."""
+    networks = MendNetworks(layers, projection.d_in, projection.d_out, rank=4)
+    torch.manual_seed(0)
+    for parameter in networks.parameters():
+        torch.nn.init.normal_(parameter, std=0.1)
+    return networks
+
+
 def _weight_gradient(model, requests, name):
     """d (sum over requests of each one's mean target NLL) / dW by ordinary backpropagation through the whole model."""
     prompts = [model.tokenizer(r.filled_prompt())["input_ids"] for r in requests]
@@ -78,10 +87,7 @@ def test_a_batchs_update_is_the_sum_of_its_requests_updates_alone(model, tmp_pat
     nonlinear per token, not across requests, so this holds for them too)."""
     layers = [model.cfg.n_layers - 1]
     projection = mlp_out_projection(model, layers[0])
-    networks = MendNetworks(layers, projection.d_in, projection.d_out, rank=4)
-    torch.manual_seed(0)
-    for parameter in networks.parameters():
-        torch.nn.init.normal_(parameter, std=0.1)
+    networks = _random_networks(layers, projection)
     folder = str(networks.save(tmp_path / "random", model_name="tiny"))
     requests = _requests(model, 2)
     deltas = []
@@ -104,10 +110,7 @@ def test_an_edit_of_several_layers_restores_bit_exactly_and_leaves_other_layers_
 def test_saved_networks_reload_and_refuse_another_model(model, tmp_path):
     layers = [model.cfg.n_layers - 1]
     projection = mlp_out_projection(model, layers[0])
-    networks = MendNetworks(layers, projection.d_in, projection.d_out, rank=4)
-    torch.manual_seed(0)
-    for parameter in networks.parameters():
-        torch.nn.init.normal_(parameter, std=0.1)
+    networks = _random_networks(layers, projection)
     reloaded = MendNetworks.load(networks.save(tmp_path / "saved", model_name="tiny"), model)
     u, delta = torch.randn(5, projection.d_in), torch.randn(5, projection.d_out)
     factors = {layers[0]: (u, delta)}
