@@ -1,8 +1,8 @@
 """What SERAC costs at evaluation: the CounterFact metrics of K cases with N edits in memory.
 
-SERAC's edits are cheap to make and expensive to read: every forward pass of the edited model asks
-the scope classifier about each row and runs the counterfactual model (the base model after the
-edit's sentence) for the rows in scope. This script times ``case_metrics`` on the first ``--cases``
+SERAC's cost is where its edits are read: every forward pass of the edited model asks the scope
+classifier about each row and runs the counterfactual model (the base model after the edit's
+sentence) for the rows in scope. This script times ``case_metrics`` on the first ``--cases``
 of ``--edits`` city requests (:mod:`workbench.zoo.mass_requests`) for the unedited model and for the
 model with all ``--edits`` requests in a SERAC memory, alternately (``--repeats`` times each) in this
 process, and reports the ratio of the medians (the machine's load affects both alike), the share of

@@ -14,7 +14,7 @@ Writes, under figures/:
 Batches use the city requests of :mod:`workbench.zoo.mass_requests` (the evaluation split has too few
 cases for 1,000); SERAC's classifier and MEND's networks are trained on the *last* 300 of them and the
 tuning split, so they never see an evaluated subject. Each part saves a checkpoint as it goes and
-resumes from it. SERAC and MEND are trained on first use (about 8 minutes each on 2 cores, cached).
+resumes from it. SERAC and MEND are trained on first use (about 3 and 5 minutes on 2 cores, cached).
 Deterministic: fixed cases and seeds; the record's settings for every method.
 """
 from __future__ import annotations

@@ -301,6 +301,11 @@ def run_from_block(model: TransformerBridge, first: int, hidden: Float[torch.Ten
         return model.original_model(inputs_embeds=hidden, **kwargs)
 
 
+def block_input(args: tuple, kwargs: dict) -> Float[torch.Tensor, "batch pos d_model"]:
+    """The residual stream a block's forward pre-hook (``with_kwargs=True``) sees entering it, detached."""
+    return (args[0] if args else kwargs["hidden_states"]).detach()
+
+
 class _Stop(Exception):
     """Ends a forward pass once the wanted residual stream has been read."""
 
@@ -313,7 +318,7 @@ def residual_entering(model: TransformerBridge, input_ids: Int[torch.Tensor, "ba
     captured: dict[str, torch.Tensor] = {}
 
     def capture(module, args, kwargs):
-        captured["hidden"] = (args[0] if args else kwargs["hidden_states"]).detach()
+        captured["hidden"] = block_input(args, kwargs)
         raise _Stop
 
     block = hf_module(model, family_of(model).layer.format(check_layer(model, layer)))
@@ -336,7 +341,7 @@ def recording_block_inputs(model: TransformerBridge) -> Iterator[dict[int, torch
 
     def recorder(layer: int):
         def record(module, args, kwargs):
-            captured[layer] = (args[0] if args else kwargs["hidden_states"]).detach()
+            captured[layer] = block_input(args, kwargs)
 
         return record
 

@@ -8,11 +8,11 @@ from weights_snapshot import changed, snapshot
 
 import workbench
 from workbench.data import EditRequest
-from workbench.edit.intercept import has_rules
-from workbench.edit.scope import ScopeClassifier, scope_examples, train_scope_classifier
-from workbench.edit.serac import SeracHyperParams
+from workbench.edit.intercept import has_rules, install_rule, remove_rule
+from workbench.edit.scope import ScopeClassifier, prefix_features, scope_examples, train_scope_classifier
+from workbench.edit.serac import SeracHyperParams, SeracMemory
 from workbench.errors import InvalidRequestError
-from workbench.tokens import pad_right
+from workbench.tokens import pad_left, pad_right
 from workbench.zoo.benchmark import benchmark
 
 EDIT = EditRequest("The capital of {} is", "France", "Rome", "Paris")
@@ -74,9 +74,39 @@ def test_a_pass_fed_a_kv_cache_is_answered_from_the_whole_history(model, tmp_pat
     with workbench.edit(model, EDIT, "serac", classifier=everything, check_targets=False) as result:
         _, cache = model(torch.tensor([prompt]), return_type="logits_and_cache")
         answered = model(following, return_type="logits", past_key_values=cache)[0, -1]
-        assert result.info["routing"]["routed"] == len(prompt) - 1 + 1  # every real position, then the new token
+        real = sum(t not in model.tokenizer.all_special_ids for t in prompt)
+        assert result.info["routing"]["routed"] == real + 1  # every position after a real token, then the new token
     torch.testing.assert_close(answered, expected, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(expected, unedited, atol=1e-3)
+
+
+@pytest.mark.parametrize("padding", ["right", "left"])
+def test_the_classifier_reads_the_answered_pass_as_a_separate_pass_up_to_its_layer(model, padding):
+    """Features taken from the recorded residual equal those of :func:`prefix_features` (the pass the
+    classifier would otherwise run), for every input of a padded batch."""
+    classifier = ScopeClassifier(2 * model.cfg.d_model, layer=1)
+    memory = SeracMemory(model, [EDIT], classifier, threshold=0.5, context_repeats=1, cache_contexts=False)
+    compared, owner = [], object()
+
+    def spy(rows):
+        assert set(rows.residuals) == {classifier.layer}  # read from the pass, not the fallback
+        inputs = list(range(len(rows.inputs)))
+        compared.append((memory._input_features(rows, inputs), prefix_features(model, rows.inputs, classifier.layer)))
+        return {}
+
+    install_rule(model, owner, spy, residual_layer=classifier.layer)
+    encoded = [model.tokenizer(p)["input_ids"] for p in PROMPTS]
+    try:
+        if padding == "right":
+            model(pad_right(encoded, model.tokenizer.pad_token_id or 0), return_type="logits")
+        else:
+            ids, mask = pad_left(encoded, model.tokenizer.pad_token_id or 0)
+            model(ids, return_type="logits", attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp_min(0))
+    finally:
+        remove_rule(model, owner)
+    ((recorded, separate),) = compared
+    for index, features in enumerate(separate):
+        torch.testing.assert_close(recorded[index], features, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.slow  # 45 s on 2 cores: factgpt features for 80 records, 200 steps

@@ -50,8 +50,7 @@ class CutRows:
 
     def select(self, rows: Int[torch.Tensor, "k"]) -> CutRows:
         """Only the rows ``rows`` (ascending indices), e.g. those whose search is still running."""
-        past = [(keys[rows], values[rows]) for keys, values in self.past] if self.past is not None else None
-        return CutRows(past, self.input_ids[rows], self.attention_mask[rows], self.position_ids[rows],
+        return CutRows(_selected(self.past, rows), self.input_ids[rows], self.attention_mask[rows], self.position_ids[rows],
                        self.edit_index[rows], [self.cut[i] for i in rows.tolist()])
 
     def run(
@@ -65,6 +64,11 @@ class CutRows:
         )
 
 
+def _selected(past: list[tuple[torch.Tensor, torch.Tensor]] | None, rows: Int[torch.Tensor, "k"]):
+    """Each layer's keys and values of the rows ``rows`` only."""
+    return [(keys[rows], values[rows]) for keys, values in past] if past is not None else None
+
+
 @dataclass(frozen=True)
 class KeptPrefixes:
     """Token rows run once and kept as each layer's attention keys and values, left-padded, to be
@@ -76,9 +80,12 @@ class KeptPrefixes:
     mask: Int[torch.Tensor, "rows width"]
 
     def select(self, rows: Int[torch.Tensor, "k"]) -> KeptPrefixes:
-        """The prefixes ``rows`` (any indices, repeats allowed), in that order."""
-        past = [(keys[rows], values[rows]) for keys, values in self.past] if self.past is not None else None
-        return KeptPrefixes(past, self.mask[rows])
+        """The prefixes ``rows`` (any indices, repeats allowed), in that order, trimmed to the longest of them."""
+        width = int(self.mask[rows].sum(-1).max()) if len(rows) else 0
+        if width == 0:
+            return KeptPrefixes(None, self.mask[rows][:, :0])
+        trimmed = [(keys[..., -width:, :], values[..., -width:, :]) for keys, values in self.past]
+        return KeptPrefixes(_selected(trimmed, rows), self.mask[rows][:, -width:])
 
     def nbytes(self) -> int:
         """Memory held by the kept keys and values."""

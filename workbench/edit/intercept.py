@@ -68,11 +68,15 @@ class Interceptor:
         self._histories: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # KV cache -> its ids [n, t]
         self._suspended = 0
         self._handle = model.original_model.register_forward_hook(self._hook, with_kwargs=True)
+        # a pass that ends early (a hook stopping it) leaves residuals no rule reads: the next pass drops them
+        self._forget = model.original_model.register_forward_pre_hook(lambda *_: self._recorded.clear())
 
     def remove(self) -> None:
         self._handle.remove()
+        self._forget.remove()
         for handle in self._recorders.values():
             handle.remove()
+        self._recorded.clear()
 
     def record_residuals(self) -> None:
         """Keep a pre-hook on exactly the blocks named in :attr:`residual_layers`."""
@@ -86,7 +90,7 @@ class Interceptor:
     def _recorder(self, layer: int):
         def record(module, args, kwargs):
             if not self._suspended:
-                self._recorded[layer] = (args[0] if args else kwargs["hidden_states"]).detach()
+                self._recorded[layer] = families.block_input(args, kwargs)
         return record
 
     @contextmanager
@@ -148,13 +152,15 @@ _INTERCEPTORS: weakref.WeakKeyDictionary[TransformerBridge, Interceptor] = weakr
 def install_rule(model: TransformerBridge, owner: object, rule: Rule, *, residual_layer: int | None = None) -> Interceptor:
     """Answer through ``rule`` until :func:`remove_rule` is called with the same ``owner``; with
     ``residual_layer``, the rows it gets carry the residual stream entering that block."""
+    if residual_layer is not None:
+        families.check_layer(model, residual_layer)  # before anything is installed
     interceptor = _INTERCEPTORS.get(model)
     if interceptor is None:
         interceptor = _INTERCEPTORS[model] = Interceptor(model)
-    interceptor.rules[id(owner)] = rule
     if residual_layer is not None:
-        interceptor.residual_layers[id(owner)] = families.check_layer(model, residual_layer)
+        interceptor.residual_layers[id(owner)] = residual_layer
         interceptor.record_residuals()
+    interceptor.rules[id(owner)] = rule
     return interceptor
 
 

@@ -309,7 +309,8 @@ def _locality_loss(model: TransformerBridge, prompts: Sequence[str], first: int,
 def _standardise(model: TransformerBridge, networks: MendNetworks, records: Sequence[CounterFactRecord], first: int,
                  initial_change: float) -> None:
     """Set each network's factor mean and std from the gradients of some training edits, and its
-    step so that one edit's plain gradient step changes the matrix by ``initial_change`` of its norm."""
+    step so that a plain gradient step on their mean gradient changes the matrix by ``initial_change``
+    of its norm (one edit's own gradient is larger: the edits' gradients point different ways)."""
     requests = [r.requested_rewrite for r in records]
     rows = _target_rows(model, [r.filled_prompt() for r in requests], [r.target_new for r in requests])
     factors = gradient_factors(model, rows, families.residual_entering(model, rows.ids, first), first, networks.layers)
