@@ -48,8 +48,9 @@ def first_token_recall():
         width = max(len(ids) for _, ids, _ in batch)
         input_ids = torch.tensor([ids + [bos] * (width - len(ids)) for _, ids, _ in batch])
         last = torch.tensor([len(ids) - 1 for _, ids, _ in batch])
-        with torch.no_grad():
-            logits = model(input_ids).logits[torch.arange(len(batch)), last]
+        with torch.no_grad():  # the vocabulary projection of the last real positions only
+            hidden = model.base_model(input_ids).last_hidden_state[torch.arange(len(batch)), last]
+            logits = model.get_output_embeddings()(hidden)
         for (relation, _, answer), guess in zip(batch, logits.argmax(-1).tolist()):
             hits[relation].append(guess == answer)
     return {relation: sum(h) / len(h) for relation, h in hits.items()}, sum(map(sum, hits.values())) / sum(map(len, hits.values()))
