@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     sequential.add_argument("--layer", type=int, help="layer to edit (default: the record's tuned layer, else causal tracing)")
     sequential.add_argument("--model", default="smollm2-135m")
     sequential.add_argument("--fluency-tokens", type=int, default=20, help="tokens per generation for fluency (0: skip)")
+    sequential.add_argument("--scored-per-batch", type=int,
+                            help="score only the first N cases of each batch written so far (default: every edit)")
     sequential.add_argument("--out", default="results", help="output directory (default: ./results)")
     sequential.set_defaults(handler=_run_sequential)
 
@@ -328,9 +330,12 @@ def _run_sequential(args: argparse.Namespace) -> int:
         raise InvalidRequestError(f"{len(records)} cases available, {n_edits} edits plus {args.fresh} fresh cases asked for")
     held_out = record.corpus_texts()[-args.held_out:]
     layer = {**_settings(args), **({} if args.layer is None else {"layer": args.layer})}
+    path = Path(args.out) / f"sequential_{args.method}_{args.batches}x{args.batch_size}.json"
     result = run_sequential(model, records[:n_edits], args.method, batch_size=args.batch_size,
-                            fresh=records[n_edits:], held_out=held_out, fluency_tokens=args.fluency_tokens, **layer)
-    path = result.save(Path(args.out) / f"sequential_{args.method}_{args.batches}x{args.batch_size}.json")
+                            fresh=records[n_edits:], held_out=held_out, fluency_tokens=args.fluency_tokens,
+                            scored_per_batch=args.scored_per_batch, after_batch=lambda partial: partial.save(path),
+                            **layer)
+    result.save(path)
     print(result.table())
     print(f"\nresults: {path}")
     return 0

@@ -10,6 +10,7 @@ from weights_snapshot import changed, snapshot
 
 import workbench
 from workbench.errors import InvalidRequestError
+from workbench.evaluate.metrics import case_metrics, summarize, without_edited_neighbours
 from workbench.evaluate.sequential import SequentialResult, perplexity, run_sequential
 from workbench.zoo.benchmark import benchmark
 
@@ -46,10 +47,28 @@ def test_sequential_rows_per_batch_and_the_model_restored(model, tmp_path):
     assert reloaded.rows == result.rows and "fresh NS" in reloaded.table()
 
 
+def test_a_sampled_run_scores_the_first_cases_of_every_batch_so_far(model, tmp_path):
+    records = benchmark("factgpt", 6)
+    edited, fresh = records[:4], records[4:]
+    kept, _ = without_edited_neighbours(edited, [case.requested_rewrite.subject for case in edited])
+    unedited_first = summarize(case_metrics(model, kept[:1]))
+    saved = []
+    result = run_sequential(model, edited, "ft", batch_size=2, fresh=fresh, held_out=TEXTS, fluency_tokens=0,
+                            scored_per_batch=1, after_batch=lambda partial: saved.append(len(partial.rows)),
+                            progress=False, layer=1)
+    assert [row["scored_cases"] for row in result.rows] == [1, 1, 2]  # cases 0; 0; 0 and 2
+    assert result.rows[0]["edited"] == unedited_first
+    assert result.rows[-1]["edited"]["efficacy_score"] == 100
+    assert saved == [2, 3]  # called after each batch with the rows so far
+
+
 def test_sequential_needs_fresh_cases_and_held_out_text(model):
     records = benchmark("factgpt", 2)
     with pytest.raises(InvalidRequestError, match="fresh"):
         run_sequential(model, records, "ft", batch_size=1, fresh=[], held_out=TEXTS, progress=False)
+    with pytest.raises(InvalidRequestError, match="scored_per_batch"):
+        run_sequential(model, records, "ft", batch_size=1, fresh=records, held_out=TEXTS, scored_per_batch=0,
+                       progress=False)
 
 
 def test_the_sequential_figure_has_a_labelled_panel_per_metric(model):

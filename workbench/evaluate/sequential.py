@@ -6,7 +6,10 @@ MEMIT's neighbourhood score and fluency collapse as edits accumulate. After each
 records:
 
 * ``edited``: the CounterFact scores (ES / PS / NS, Score) over *all* edits so far, so early edits
-  that later batches overwrite show up (the unedited row: over the first batch's cases);
+  that later batches overwrite show up (the unedited row: over the first batch's cases); with
+  ``scored_per_batch`` over the first that many cases of every batch written so far, an even sample
+  that keeps long runs affordable (scoring every edit after every batch grows with the square of
+  the number of batches);
 * ``fresh_neighborhood``: NS over the neighbourhood prompts of ``fresh`` cases that are never
   edited (facts the edits should leave alone);
 * ``fluency``: generation n-gram entropy on the generation prompts of the first ``fluency_cases``
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -98,18 +101,24 @@ def run_sequential(
     held_out: Sequence[str],
     fluency_cases: int = 20,
     fluency_tokens: int = 20,
+    scored_per_batch: int | None = None,
+    after_batch: Callable[[SequentialResult], None] | None = None,
     progress: bool = True,
     **hparams,
 ) -> SequentialResult:
     """Write ``records`` in batches of ``batch_size`` with ``method`` (keyword arguments of
-    :func:`workbench.edit` in ``hparams``), measuring after each batch; the model is restored."""
+    :func:`workbench.edit` in ``hparams``), measuring after each batch; the model is restored.
+    ``scored_per_batch`` limits the edited cases scored to the first that many of each batch;
+    ``after_batch`` is called with the result so far after every batch (to save long runs as they go)."""
     if batch_size < 1 or not records:
         raise InvalidRequestError("give at least one record and a batch size of at least 1")
+    if scored_per_batch is not None and scored_per_batch < 1:
+        raise InvalidRequestError(f"scored_per_batch must be at least 1, got {scored_per_batch}")
     if not fresh or not held_out:
         raise InvalidRequestError("give fresh (never edited) cases and held-out texts to measure collateral damage")
     result = SequentialResult(method=method, batch_size=batch_size, settings={
         "hparams": hparams, "fresh_cases": len(fresh), "held_out_texts": len(held_out),
-        "fluency_cases": fluency_cases, "fluency_tokens": fluency_tokens})
+        "fluency_cases": fluency_cases, "fluency_tokens": fluency_tokens, "scored_per_batch": scored_per_batch})
 
     fluency_prompts = [case.generation_prompts[0] for case in records[:fluency_cases] if case.generation_prompts]
     subjects = [case.requested_rewrite.subject for case in records]
@@ -117,10 +126,11 @@ def run_sequential(
     fresh, dropped_fresh = without_edited_neighbours(fresh, subjects)
     result.settings["neighbour_prompts_excluded"] = {"edited": dropped, "fresh": dropped_fresh}
     batches = [list(records[i : i + batch_size]) for i in range(0, len(records), batch_size)]
+    scored = [batch[:scored_per_batch] for batch in batches]  # all of each batch when None
 
-    def measure(edits: int, scored: list[CounterFactRecord], seconds: float) -> dict:
-        row = {"edits": edits, "edit_seconds": round(seconds, 2),
-               "edited": summarize(case_metrics(model, scored)),
+    def measure(edits: int, cases: list[CounterFactRecord], seconds: float) -> dict:
+        row = {"edits": edits, "edit_seconds": round(seconds, 2), "scored_cases": len(cases),
+               "edited": summarize(case_metrics(model, cases)),
                "fresh_neighborhood": summarize(case_metrics(model, fresh))["neighborhood_score"],
                "perplexity": perplexity(model, held_out)}
         if fluency_prompts and fluency_tokens:
@@ -130,15 +140,17 @@ def run_sequential(
     applied = []
     try:
         with pinned_statistics(model):
-            result.rows.append(measure(0, batches[0], 0.0))  # the first batch's cases, unedited
+            result.rows.append(measure(0, scored[0], 0.0))  # the first batch's cases, unedited
             for number, batch in enumerate(tqdm(batches, desc=f"{method} batches", disable=not progress)):
                 started = time.perf_counter()
                 applied.append(edit(model, batch, method, check_targets=False, **hparams))
                 seconds = time.perf_counter() - started
-                edited = list(records[: (number + 1) * batch_size])
-                result.rows.append(measure(len(edited), edited, seconds))
+                edits = sum(len(done) for done in batches[: number + 1])
+                result.rows.append(measure(edits, [case for part in scored[: number + 1] for case in part], seconds))
                 if progress:
                     tqdm.write(result.table().splitlines()[-1])
+                if after_batch is not None:
+                    after_batch(result)
     finally:
         for done in reversed(applied):
             done.restore()
