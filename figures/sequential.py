@@ -1,18 +1,22 @@
 """Regenerate the sequential-editing figure on smollm2-135m: MEMIT against AlphaEdit, batch after batch.
 
     python figures/sequential.py [--methods memit,alphaedit] [--batches 4] [--batch-size 100] [--replot]
+    python figures/sequential.py --data cities --batches 20 --scored-per-batch 10
 
 Writes, under figures/:
-  sequential_<method>_<batches>x<batch size>.json   one run per method (``workbench sequential``)
-  sequential_smollm2.png                             every metric after every batch, one line per method
+  sequential_<method>_[cities_]<batches>x<batch size>.json   one run per method (``workbench sequential``)
+  sequential_smollm2[_cities].png                             every metric after every batch, one line per method
 ``--replot`` redraws from the saved JSON files without running anything. Each run writes the first
-batches x batch-size cases of the benchmark's evaluation split (the record's tuned settings) and
-measures never-edited cases after them and perplexity on the statistics corpus's last 50 texts.
-On 2 CPU cores 4 batches of 100 take about 10 minutes per method.
+batches x batch-size cases of the benchmark's evaluation split (733 cases), or of the city requests
+(``--data cities``), with the record's tuned settings, and measures never-edited cases after them and
+perplexity on the statistics corpus's last 50 texts. On 2 CPU cores 4 batches of 100 take about 10
+minutes per method; 20 batches of 100 cities, 10 of each batch scored, about 45.
 """
 from __future__ import annotations
 
 import argparse
+import shutil
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -31,16 +35,27 @@ def main() -> None:
     parser.add_argument("--methods", default="memit,alphaedit")
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--data", choices=("evaluation", "cities"), default="evaluation")
+    parser.add_argument("--scored-per-batch", type=int, help="score the first N cases of each batch (default: all)")
     parser.add_argument("--replot", action="store_true", help="redraw from the saved JSON files")
     args = parser.parse_args()
+    tag = "cities_" if args.data == "cities" else ""
     results = []
     for method in args.methods.split(","):
-        path = HERE / f"sequential_{method}_{args.batches}x{args.batch_size}.json"
+        name = f"sequential_{method}_{args.batches}x{args.batch_size}.json"
+        path = HERE / name.replace(f"{method}_", f"{method}_{tag}")
         if not args.replot:
-            workbench_cli(["sequential", "--model", "smollm2-135m", "--method", method, "--batches", str(args.batches),
-                           "--batch-size", str(args.batch_size), "--out", str(HERE)])
+            with tempfile.TemporaryDirectory() as out:
+                command = ["sequential", "--model", "smollm2-135m", "--method", method, "--batches", str(args.batches),
+                           "--batch-size", str(args.batch_size), "--out", out]
+                if args.data == "cities":
+                    command += ["--data", "cities"]
+                if args.scored_per_batch:
+                    command += ["--scored-per-batch", str(args.scored_per_batch)]
+                workbench_cli(command)
+                shutil.move(Path(out) / name, path)
         results.append(SequentialResult.load(path))
-    plot_sequential(results).savefig(HERE / "sequential_smollm2.png", dpi=120)
+    plot_sequential(results).savefig(HERE / f"sequential_smollm2{'_cities' if tag else ''}.png", dpi=120)
 
 
 if __name__ == "__main__":

@@ -38,5 +38,7 @@ def plot_sequential(results: Sequence[SequentialResult], metrics: Sequence[str] 
         ax.set_title(title, fontsize=10)
     handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncol=max(1, len(labels)), fontsize=8)
-    figure.suptitle("Sequential editing: measured after every batch", fontsize=11)
+    sampled = sorted({result.settings.get("scored_per_batch") for result in results} - {None})
+    scored = f"; edits scored: the first {', '.join(map(str, sampled))} of every batch" if sampled else ""
+    figure.suptitle(f"Sequential editing: measured after every batch{scored}", fontsize=11)
     return figure
