@@ -1,6 +1,8 @@
 """MEMIT on tiny models: closed form, agreement with ROME, batched target search, reversibility."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from weights_snapshot import changed, snapshot
@@ -193,3 +195,39 @@ def test_stop_on_target_bounds_the_whole_targets_nll_not_its_token_mean(models):
     assert by_mean.steps == [1] and by_target.steps == [4]
     with pytest.raises(InvalidRequestError, match="stop_on"):
         ValueSearch(stop_on="sum")
+
+
+
+
+def test_a_second_pass_moves_only_the_targets_unmet_after_the_first(models):
+    """passes=2 is a second search on the once-edited model followed by a second spread: with a
+    vanishing lambda (every target written exactly), the residual after two passes is the one
+    after the first plus the deltas a search on the edited model finds, zero for the requests that
+    already meet the stop loss there. With every target met, the second pass stops at once and the
+    weights equal a single pass bit for bit."""
+    model = models["gpt2"]
+    hook = families.Hooks.resid_post(1)
+    settings = {**PLAIN, "prefixes": (), "mom2_update_weight": 1e-6, "span": 2, "layer": 1}
+    search = ValueSearch(steps=PLAIN["v_steps"], weight_decay=0.0, kl_factor=0.0, clamp_norm_factor=1e6)
+    start = optimise_value_deltas(model, hook, REQUESTS, ["{}"], ValueSearch(steps=1)).final_nll
+    between = (sorted(start)[-1] + sorted(start)[-2]) / 2  # only the hardest request is unmet at first
+
+    with workbench.edit(model, REQUESTS, "memit", stop_loss=between, **settings):
+        after_one = values_at_subject(model, hook, REQUESTS)
+        again = optimise_value_deltas(model, hook, REQUESTS, ["{}"], replace(search, stop_loss=between))
+    unmet = [steps > 1 for steps in again.steps]
+    assert any(unmet)
+    with workbench.edit(model, REQUESTS, "memit", stop_loss=between, passes=2, **settings) as result:
+        assert result.info["searched_again"] == [sum(unmet)]
+        after_two = values_at_subject(model, hook, REQUESTS)
+    torch.testing.assert_close(after_two.float(), (after_one + again.deltas).float(), atol=1e-3, rtol=1e-3)
+    assert not all(unmet) and all(again.deltas[i].count_nonzero() == 0 for i, moved in enumerate(unmet) if not moved)
+
+    met = max(start) + 1.0
+    with workbench.edit(model, REQUESTS, "memit", stop_loss=met, **settings):
+        written = {name: p.detach().clone() for name, p in model.named_parameters()}
+    with workbench.edit(model, REQUESTS, "memit", stop_loss=met, passes=2, **settings) as result:
+        assert result.info["searched_again"] == [0]
+        assert all(torch.equal(p, written[name]) for name, p in model.named_parameters())
+    with pytest.raises(InvalidRequestError, match="passes"):
+        workbench.edit(model, REQUESTS, "memit", layer=1, passes=0)

@@ -53,12 +53,22 @@ class MassEditHyperParams(RomeHyperParams):
     Attributes:
         span: number of consecutive layers edited, ending at the given (or recommended) layer.
         chunk_requests: requests whose targets are searched for in one batch (bounds memory).
+        passes: rounds of search and spread. Each round after the first searches the targets again
+            on the model as edited so far: a request whose target already meets the search's stop
+            criterion keeps delta = 0 (its output is held where the earlier rounds put it), the
+            others get the residual the earlier rounds left, and the spread runs over all
+            requests again. Not in the paper; 1 (the default) is the paper's algorithm.
     """
 
     clamp_norm_factor: float = 0.75
     prefixes: tuple[tuple[int, int], ...] = ((5, 3),)
     span: int = 3
     chunk_requests: int = 64
+    passes: int = 1
+
+    def __post_init__(self) -> None:
+        if self.passes < 1:
+            raise InvalidRequestError(f"passes must be at least 1, got {self.passes}")
 
 
 @dataclass(frozen=True)
@@ -130,29 +140,36 @@ def spread_targets(
     update: LayerUpdate, *, progress: bool = False,
 ) -> list[str]:
     """Steps 1 and 2 above with the layer update ``update``: search the targets z_i at the last of
-    ``layers``, then write the missing residual layer by layer in ascending order. Returns the
-    context templates the keys were averaged over."""
+    ``layers``, then write the missing residual layer by layer in ascending order; repeat both on
+    the edited model ``hparams.passes`` times in all, stopping early once every target is met.
+    Returns the context templates the keys were averaged over."""
     model = result.model
     refuse_last_layer(model, layers[-1], result.method.upper())
     target_hook = families.Hooks.resid_post(layers[-1])
     templates = sample_prefixes(model, hparams.prefixes, hparams.seed)
-    found = optimise_value_deltas(model, target_hook, requests, templates, hparams.value_search(),
-                                  chunk_requests=hparams.chunk_requests, progress=progress)
-    targets = found.original.double() + found.deltas.double()  # z_i, [n, d_model]
-    update_norms = {}
-    for done, l in enumerate(tqdm(layers, desc=f"{result.method} layers", disable=not progress)):
-        keys = mean_keys(model, l, requests, templates)  # [n, d_mlp]
-        missing = targets - values_at_subject(model, target_hook, requests)  # [n, d_model]
-        change = update(l, keys, missing / (len(layers) - done))
-        projection = families.mlp_out_projection(model, l)
-        result.apply_delta(projection.name, projection.to_stored(change))
-        update_norms[l] = change.norm().item()
+    searches, written = [], {}
+    for round_ in range(hparams.passes):
+        found = optimise_value_deltas(model, target_hook, requests, templates, hparams.value_search(),
+                                      chunk_requests=hparams.chunk_requests, progress=progress)
+        searches.append(found)
+        if round_ > 0 and max(found.steps) == 1:
+            break  # every target already met on the edited model
+        targets = found.original.double() + found.deltas.double()  # z_i, [n, d_model]
+        for done, l in enumerate(tqdm(layers, desc=f"{result.method} layers", disable=not progress)):
+            keys = mean_keys(model, l, requests, templates)  # [n, d_mlp]
+            missing = targets - values_at_subject(model, target_hook, requests)  # [n, d_model]
+            change = update(l, keys, missing / (len(layers) - done))
+            projection = families.mlp_out_projection(model, l)
+            result.apply_delta(projection.name, projection.to_stored(change))
+            written[l] = written.get(l, 0) + change
     result.info.update({
         "layers": layers,
         "hparams": hparams.__dict__,
         "prefixes": templates,
-        "update_norms": update_norms,
-        "target_steps": found.steps,
-        "target_final_nll": found.final_nll,
+        "update_norms": {l: change.norm().item() for l, change in written.items()},  # over all passes
+        "target_steps": searches[0].steps,
+        "target_final_nll": searches[0].final_nll,
     })
+    if hparams.passes > 1:
+        result.info["searched_again"] = [sum(step > 1 for step in found.steps) for found in searches[1:]]
     return templates
