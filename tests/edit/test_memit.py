@@ -197,8 +197,6 @@ def test_stop_on_target_bounds_the_whole_targets_nll_not_its_token_mean(models):
         ValueSearch(stop_on="sum")
 
 
-
-
 def test_a_second_pass_moves_only_the_targets_unmet_after_the_first(models):
     """passes=2 is a second search on the once-edited model followed by a second spread: with a
     vanishing lambda (every target written exactly), the residual after two passes is the one

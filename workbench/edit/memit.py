@@ -147,7 +147,7 @@ def spread_targets(
     refuse_last_layer(model, layers[-1], result.method.upper())
     target_hook = families.Hooks.resid_post(layers[-1])
     templates = sample_prefixes(model, hparams.prefixes, hparams.seed)
-    searches, written = [], {}
+    searches = []
     for round_ in range(hparams.passes):
         found = optimise_value_deltas(model, target_hook, requests, templates, hparams.value_search(),
                                       chunk_requests=hparams.chunk_requests, progress=progress)
@@ -155,21 +155,31 @@ def spread_targets(
         if round_ > 0 and max(found.steps) == 1:
             break  # every target already met on the edited model
         targets = found.original.double() + found.deltas.double()  # z_i, [n, d_model]
-        for done, l in enumerate(tqdm(layers, desc=f"{result.method} layers", disable=not progress)):
-            keys = mean_keys(model, l, requests, templates)  # [n, d_mlp]
-            missing = targets - values_at_subject(model, target_hook, requests)  # [n, d_model]
-            change = update(l, keys, missing / (len(layers) - done))
-            projection = families.mlp_out_projection(model, l)
-            result.apply_delta(projection.name, projection.to_stored(change))
-            written[l] = written.get(l, 0) + change
+        _spread(result, requests, layers, templates, targets, update, progress)
+    projections = {l: families.mlp_out_projection(model, l).name for l in layers}
     result.info.update({
         "layers": layers,
         "hparams": hparams.__dict__,
         "prefixes": templates,
-        "update_norms": {l: change.norm().item() for l, change in written.items()},  # over all passes
+        "update_norms": {l: result.deltas[name].double().norm().item() for l, name in projections.items()},
         "target_steps": searches[0].steps,
         "target_final_nll": searches[0].final_nll,
     })
     if hparams.passes > 1:
         result.info["searched_again"] = [sum(step > 1 for step in found.steps) for found in searches[1:]]
     return templates
+
+
+def _spread(
+    result: EditResult, requests: list[EditRequest], layers: list[int], templates: list[str],
+    targets: Float[torch.Tensor, "n d_model"], update: LayerUpdate, progress: bool,
+) -> None:
+    """Step 2: write ``targets - current residual`` at the last of ``layers``, layer by layer."""
+    model = result.model
+    target_hook = families.Hooks.resid_post(layers[-1])
+    for done, l in enumerate(tqdm(layers, desc=f"{result.method} layers", disable=not progress)):
+        keys = mean_keys(model, l, requests, templates)  # [n, d_mlp]
+        missing = targets - values_at_subject(model, target_hook, requests)  # [n, d_model]
+        change = update(l, keys, missing / (len(layers) - done))
+        projection = families.mlp_out_projection(model, l)
+        result.apply_delta(projection.name, projection.to_stored(change))
