@@ -1,12 +1,14 @@
 """The scaling study on the bundled model: both modes leave the model as it was; bad input is refused."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
 from weights_snapshot import changed, snapshot
 
 import workbench
+from workbench.edit.finetune import FineTuneHyperParams
 from workbench.edit.layers import default_edit_layer
 from workbench.errors import InvalidRequestError
 from workbench.evaluate.metrics import case_metrics, summarize
@@ -42,8 +44,10 @@ def test_scaling_runs_every_method_and_count_and_restores(model, mode, tmp_path)
 def test_runs_report_what_the_edits_keep(model):
     """Fine-tuning changes weights of its one layer and keeps no memory; caching the reverse."""
     records = benchmark("factgpt", 2)
-    result = run_scaling(model, records, ["ft", "caching"], [2], fluency_cases=0, progress=False)
+    result = run_scaling(model, records, ["ft", "caching"], [2], fluency_cases=0, progress=False,
+                         hparams={"ft": {"steps": 3}})
     ft, caching = result.runs
+    assert ft["hparams_in_effect"] == {**dataclasses.asdict(FineTuneHyperParams()), "steps": 3}
     layer_weights = sum(p.numel() for name, p in model.original_model.named_parameters()
                         if f".{ft['layers'][0]}." in name)
     assert 0 < ft["changed_weights"] <= layer_weights and ft["memory_bytes"] == 0

@@ -2,6 +2,7 @@
 against the Hugging Face loss."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from weights_snapshot import changed, snapshot
 
 import workbench
+from workbench.edit.finetune import FineTuneHyperParams
 from workbench.errors import InvalidRequestError
 from workbench.evaluate.metrics import case_metrics, summarize, without_edited_neighbours
 from workbench.evaluate.sequential import SequentialResult, perplexity, run_sequential
@@ -45,6 +47,7 @@ def test_sequential_rows_per_batch_and_the_model_restored(model, tmp_path):
     assert result.rows[0]["perplexity"] == pytest.approx(perplexity(model, TEXTS))
     reloaded = SequentialResult.load(result.save(tmp_path / "sequential.json"))
     assert reloaded.rows == result.rows and "fresh NS" in reloaded.table()
+    assert reloaded.settings["hparams_in_effect"] == dataclasses.asdict(FineTuneHyperParams())  # factgpt: untuned
 
 
 def test_a_sampled_run_scores_the_first_cases_of_every_batch_so_far(model, tmp_path):

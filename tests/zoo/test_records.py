@@ -59,6 +59,7 @@ def test_the_cli_bench_reads_the_models_own_evaluation_split(tiny_model_dirs):
 
 def test_a_records_tuned_settings_are_the_defaults_and_explicit_arguments_win(monkeypatch):
     from workbench.data import EditRequest
+    from workbench.edit.api import hyperparameters
     from workbench.edit.finetune import FineTuneHyperParams
 
     tuned = dataclasses.replace(RECORDS["factgpt"], editor_settings={"ft": {"layer": 2, "steps": 3}})
@@ -69,4 +70,6 @@ def test_a_records_tuned_settings_are_the_defaults_and_explicit_arguments_win(mo
         assert result.layers == [2] and result.info["hparams"]["steps"] == 3
     with workbench.edit(model, request, "ft", layer=4, steps=2) as result:
         assert result.layers == [4] and result.info["hparams"]["steps"] == 2
+    # the settings an edit would use, asked for without editing: defaults < record < arguments
+    assert hyperparameters(model, "ft", lr=0.5) == dataclasses.replace(FineTuneHyperParams(), steps=3, lr=0.5)
     assert FineTuneHyperParams().steps not in (2, 3)  # the defaults were really replaced

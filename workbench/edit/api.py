@@ -103,19 +103,11 @@ def edit(
             print(workbench.top_predictions(model, "The Eiffel Tower is in the city of"))
     """
     requests = _requests_or_strings(requests, prompt, subject, target)
-    if method not in EDITORS:
-        raise InvalidRequestError(f"unknown method {method!r}; choose one of {sorted(EDITORS)}")
+    settings = hyperparameters(model, method, **hparams)
     editor = EDITORS[method]
-    defaults = editor.defaults(model)
-    known = {f.name for f in dataclasses.fields(defaults)}
-    unknown = set(hparams) - known
-    if unknown:
-        raise InvalidRequestError(f"unknown {method} hyper-parameters {sorted(unknown)}; valid: {sorted(known)}")
     record = record_of(model)
-    tuned = dict(record.editor_settings.get(method, {})) if record is not None else {}
-    tuned_layer = tuned.pop("layer", None)  # popped either way: it is an argument, not a hyper-parameter
-    layer = tuned_layer if layer is None and editor.edits_layers else layer
-    settings = dataclasses.replace(defaults, **{**tuned, **hparams})
+    if layer is None and editor.edits_layers and record is not None:
+        layer = record.editor_settings.get(method, {}).get("layer")
     batch = _as_requests(requests)
     validate_requests(model, batch, check_targets=check_targets)
     # one weights fingerprint per call: the statistics, the edit layer and the context prefixes
@@ -129,7 +121,31 @@ def edit(
         except BaseException:
             result.restore()
             raise
+    result.info["hparams"] = dataclasses.asdict(settings)
     return result
+
+
+def hyperparameters(model: TransformerBridge, method: str, **hparams) -> Any:
+    """The hyper-parameters :func:`edit` runs ``method`` with on ``model``: the method's defaults,
+    overridden by a bundled model's tuned settings, overridden by ``hparams`` (the edit layer,
+    an argument of :func:`edit`, is not among them). Results store them, so that a measurement
+    says which settings it was made with even after a record's settings change.
+
+    Raises:
+        InvalidRequestError: an unknown method or hyper-parameter name, or a value the method's
+            settings refuse.
+    """
+    if method not in EDITORS:
+        raise InvalidRequestError(f"unknown method {method!r}; choose one of {sorted(EDITORS)}")
+    defaults = EDITORS[method].defaults(model)
+    known = {f.name for f in dataclasses.fields(defaults)}
+    unknown = set(hparams) - known
+    if unknown:
+        raise InvalidRequestError(f"unknown {method} hyper-parameters {sorted(unknown)}; valid: {sorted(known)}")
+    record = record_of(model)
+    tuned = {name: value for name, value in (record.editor_settings.get(method, {}) if record else {}).items()
+             if name != "layer"}
+    return dataclasses.replace(defaults, **{**tuned, **hparams})
 
 
 def _record_corpus(record: ModelRecord | None):

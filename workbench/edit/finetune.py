@@ -90,7 +90,7 @@ def apply_finetune(result: EditResult, requests: list[EditRequest], layer: int |
     finally:
         parameter.requires_grad_(trainable)
     result.set_change(projection.name, change.detach())
-    result.info.update({"layer": layer, "hparams": hparams.__dict__, "nll_history": history})
+    result.info.update({"layer": layer, "nll_history": history})
 
 
 def _step(model, result: EditResult, projection: families.Projection, rows: list[list[int]],

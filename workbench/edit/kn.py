@@ -81,4 +81,4 @@ def apply_kn(result: EditResult, requests: list[EditRequest], layer: int | None,
                 change[:, columns] = direction.detach().double()[:, None]
             result.apply_delta(projection.name, projection.to_stored(change))
         details.append({"subject": request.subject, "old_answer": old, "neurons": [list(n) for n in neurons]})
-    result.info.update({"hparams": hparams.__dict__, "requests": details, "layer": layer})
+    result.info.update({"requests": details, "layer": layer})

@@ -159,7 +159,6 @@ def spread_targets(
     projections = {l: families.mlp_out_projection(model, l).name for l in layers}
     result.info.update({
         "layers": layers,
-        "hparams": hparams.__dict__,
         "prefixes": templates,
         "update_norms": {l: result.deltas[name].double().norm().item() for l, name in projections.items()},
         "target_steps": searches[0].steps,

@@ -136,4 +136,4 @@ def apply_rome(
         result.apply_delta(projection.name, projection.to_stored(update))
         details.append({"subject": request.subject, "v_steps": found.steps[0], "final_nll": found.final_nll[0],
                         "delta_norm": delta.norm().item()})
-    result.info.update({"layer": layer, "hparams": hparams.__dict__, "requests": details, "prefixes": templates})
+    result.info.update({"layer": layer, "requests": details, "prefixes": templates})

@@ -7,6 +7,7 @@ cases first, which gives the baseline and the Drawdown.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from statistics import mean
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
-from workbench.edit.api import edit
+from workbench.edit.api import edit, hyperparameters
 from workbench.engines import LocalEngine, RayEngine
 from workbench.evaluate.fluency import fluency
 from workbench.evaluate.metrics import case_metrics, summarize
@@ -125,5 +126,6 @@ def run_bench(
         after=summarize(cases),
         cases=cases,
         edit_seconds=mean(case["edit_seconds"] for case in cases),
-        settings={"hparams": hparams, "layer": layer, "fluency_tokens": fluency_tokens},
+        settings={"hparams": hparams, "hparams_in_effect": dataclasses.asdict(hyperparameters(model, method, **hparams)),
+                  "layer": layer, "fluency_tokens": fluency_tokens},
     )

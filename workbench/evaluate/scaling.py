@@ -187,6 +187,7 @@ def _edited_run(model: TransformerBridge, run: tuple[str, list[CounterFactRecord
         # 1,000 sequential knowledge-neuron edits.
         unedited = _parameters_copy(model)
         layers: list[int] = []
+        settings: dict = {}
         memory_bytes = 0
         try:
             started = time.perf_counter()
@@ -194,6 +195,7 @@ def _edited_run(model: TransformerBridge, run: tuple[str, list[CounterFactRecord
                 for group in groups:
                     applied = edit(model, group, method, check_targets=False, **hparams.get(method, {}))
                     layers = layers or applied.layers
+                    settings = settings or applied.info["hparams"]
                     memory_bytes += applied.info.get("memory_bytes", 0)
                     del applied
             seconds = time.perf_counter() - started
@@ -204,7 +206,8 @@ def _edited_run(model: TransformerBridge, run: tuple[str, list[CounterFactRecord
             forget_edited_keys(model)
             forget_rules(model)  # memory-based editors' caches
     return {"method": method, "n_edits": len(cases), "after": after, "edit_seconds": seconds,
-            "peak_mb": peak.megabytes, "layers": layers, "memory_bytes": memory_bytes, "changed_weights": changed}
+            "peak_mb": peak.megabytes, "layers": layers, "memory_bytes": memory_bytes, "changed_weights": changed,
+            "hparams_in_effect": settings}
 
 
 def _resumed(fresh: ScalingResult, saved: ScalingResult, path: str | Path) -> ScalingResult:
