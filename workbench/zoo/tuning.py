@@ -99,11 +99,13 @@ def run_grid(model_name: str, method: str, layer: int | None, n_cases: int, grid
             run = run_scaling(model, cases, [method], [len(cases)], fluency_tokens=fluency_tokens, progress=False,
                               hparams=hparams).runs[0]
             before, after, seconds = run["before"], run["after"], run["edit_seconds"]
+            in_effect = run["hparams_in_effect"]
         else:
             result = run_bench(model, cases, method, layer=layer, fluency_tokens=fluency_tokens, progress=False,
                                **settings)
             before, after, seconds = result.before, result.after, result.edit_seconds
-        row = {"settings": settings, "edit_seconds": round(seconds, 2),
+            in_effect = result.settings["hparams_in_effect"]
+        row = {"settings": settings, "in_effect": in_effect, "edit_seconds": round(seconds, 2),
                **{k: round(after[k], 2) for k in REPORTED if k in after},
                "unedited": {k: round(before[k], 2) for k in REPORTED if k in before}}
         print(json.dumps(row), flush=True)
