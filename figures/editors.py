@@ -7,7 +7,8 @@ Writes, under figures/:
                                              cases edited on its own (``run_bench``); ROME's is
                                              rome_bench_smollm2.json (figures/rome.py, same cases and settings)
   editors_batch_smollm2-135m.json            caching, SERAC, MEND: 1, 10, 100, 1,000 city requests in one call;
-                                             MEMIT's runs are memit_cities_smollm2.json (same requests and settings)
+                                             MEMIT's runs are memit_cities_smollm2_passes2_lambda6000.json (same
+                                             requests, the record's two-pass settings)
   editors_sequential_smollm2-135m.json       ROME one request after another (1, 10, 100)
   editors_smollm2-135m.png                   left: single edits (bars); right: each metric vs number of edits
 
@@ -40,13 +41,13 @@ from workbench.zoo.mass_requests import mass_requests  # noqa: E402
 HERE = Path(__file__).parent
 MODEL = "smollm2-135m"
 MEMORY_EDITORS = ("caching", "serac", "mend")
-FLUENCY_TOKENS = 30  # as in memit_cities_smollm2.json, which the comparison reuses
+FLUENCY_TOKENS = 30  # as in MEMIT_BATCH, which the comparison reuses
 # Single edits skip fluency: two 30-token generations per case took 5-6 of the 6.5 s a cached edit's case
 # costs on 2 cores; the batch runs measure it.
 SINGLE = {**{m: HERE / f"editors_single_{m}_{MODEL}.json" for m in MEMORY_EDITORS}, "rome": HERE / "rome_bench_smollm2.json"}
 BATCH = HERE / f"editors_batch_{MODEL}.json"
 SEQUENTIAL = HERE / f"editors_sequential_{MODEL}.json"
-MEMIT_BATCH = HERE / "memit_cities_smollm2.json"
+MEMIT_BATCH = HERE / "memit_cities_smollm2_passes2_lambda6000.json"
 SCORES = ("efficacy_score", "paraphrase_score", "neighborhood_score", "score")
 
 
