@@ -8,7 +8,8 @@ Writes, under figures/:
 The figure also takes in every figures/scaling_<model>_<mode>_*.json: larger runs made separately, e.g.
   workbench bench --model factgpt --methods kn,ft,ft-l --edits 1000 --mode batch --out figures
 (renamed with the model's name; that command also writes a PNG of its own, which the figure does not need).
-``--replot`` redraws from the saved JSON files without running anything. A sweep saves each run as it
+``--replot`` redraws from the saved JSON files without running anything; ``--methods`` reruns only
+those editors, replacing their runs in the saved sweep and keeping the others'. A sweep saves each run as it
 finishes (scaling_<model>_<mode>.partial.json) and an interrupted one resumes from there.
 
 Deterministic: the first N cases of the model's benchmark (smollm2-135m: its evaluation split, the
@@ -57,13 +58,27 @@ def main() -> None:
             methods = (args.methods or DEFAULT_METHODS[args.model][mode]).split(",")
             records = record_of(model).benchmark(max(counts), split=SPLITS[args.model])
             partial = path.with_suffix(".partial.json")
-            run_scaling(model, records, methods, counts, mode=mode, checkpoint=partial).save(path)
+            fresh = run_scaling(model, records, methods, counts, mode=mode, checkpoint=partial)
+            if path.exists():  # a rerun of some methods replaces their runs and keeps the others'
+                fresh = _replacing(ScalingResult.load(path), fresh)
+            fresh.save(path)
             partial.unlink()
         larger = [ScalingResult.load(extra) for extra in sorted(HERE.glob(f"scaling_{args.model}_{mode}_*.json"))]
         result = ScalingResult.merged([ScalingResult.load(path), *larger])
         print(f"\n{args.model}, {mode}\n{result.table()}", flush=True)
         results.append(result)
     plot_scaling(results).savefig(HERE / f"scaling_{args.model}.png", dpi=120)
+
+
+def _replacing(saved: ScalingResult, fresh: ScalingResult) -> ScalingResult:
+    """``saved`` with the runs of ``fresh``'s methods replaced by ``fresh``'s, methods in saved order."""
+    rerun = {run["method"] for run in fresh.runs}
+    kept = ScalingResult(mode=saved.mode, batch_size=saved.batch_size, settings=saved.settings,
+                         runs=[run for run in saved.runs if run["method"] not in rerun])
+    merged = ScalingResult.merged([kept, fresh])
+    order = list(dict.fromkeys(run["method"] for run in saved.runs + fresh.runs))
+    merged.runs.sort(key=lambda run: (order.index(run["method"]), run["n_edits"]))
+    return merged
 
 
 if __name__ == "__main__":

@@ -144,8 +144,8 @@ def run_sequential(
             for number, batch in enumerate(tqdm(batches, desc=f"{method} batches", disable=not progress)):
                 started = time.perf_counter()
                 applied.append(edit(model, batch, method, check_targets=False, **hparams))
-                result.settings.setdefault("hparams_in_effect", applied[0].info["hparams"])
                 seconds = time.perf_counter() - started
+                result.settings.setdefault("hparams_in_effect", applied[0].info["hparams"])
                 edits = sum(len(done) for done in batches[: number + 1])
                 result.rows.append(measure(edits, [case for part in scored[: number + 1] for case in part], seconds))
                 if progress:
