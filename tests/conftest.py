@@ -14,7 +14,7 @@ os.environ["WORKBENCH_CACHE"] = tempfile.mkdtemp(prefix="workbench-test-cache-")
 
 matplotlib.use("Agg")
 
-FAMILIES = ("gpt2", "gpt-neox", "gpt-j", "llama")
+FAMILIES = ("gpt2", "gpt-neox", "gpt-j", "llama", "gemma3")
 
 
 class NetworkBlockedError(RuntimeError):

@@ -58,7 +58,7 @@ def test_embedding_and_unembedding_shapes(models, family):
     assert families.embedding(model).weight.shape == (vocab, model.cfg.d_model)
     assert families.unembedding(model).weight.shape == (vocab, model.cfg.d_model)
     assert families.n_layers(model) == 2
-    assert len(families.mlp_in_projections(model, 0)) == (2 if family == "llama" else 1)
+    assert len(families.mlp_in_projections(model, 0)) == (2 if family in ("llama", "gemma3") else 1)
 
 
 def test_gpt2_is_conv1d_and_llama_is_linear(models):

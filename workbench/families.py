@@ -54,6 +54,16 @@ class Family:
     """Learned positional embeddings added to the token embeddings before block 0 (GPT-2)."""
     block_returns_tuple: bool = False
     """Whether a block returns ``(hidden_states, ...)`` rather than the hidden states (GPT-J)."""
+    sliding_window: bool = False
+    """Whether some layers attend within a sliding window (Gemma 3). Hugging Face then keeps only the
+    window's keys and values in those layers' caches, which the workbench's cut and resumed passes
+    cannot continue or crop; :func:`keep_full_caches` gives such a model full caches instead (the
+    attention masks still apply the window, so outputs are unchanged)."""
+    mlp_out_norm: str | None = None
+    """A normalisation applied to the MLP output before it joins the residual stream (Gemma 2/3's
+    ``post_feedforward_layernorm``): the MLP output projection then writes a vector the norm
+    rescales, so a wanted change of the residual stream must be mapped through it
+    (:func:`workbench.edit.norms.pre_norm_change`)."""
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -102,6 +112,22 @@ FAMILIES: tuple[Family, ...] = (
         unembedding="lm_head",
         final_norm="model.norm",
         layout="linear",
+    ),
+    # Gemma 3 (text): alternating sliding-window and global attention, four RMSNorms per block
+    # (pre and post attention, pre and post MLP, gain 1 + w), embeddings scaled by sqrt(d_model)
+    # inside the embedding module, a gated GELU MLP and an unembedding tied to the embedding.
+    Family(
+        name="gemma3",
+        model_types=("gemma3_text",),
+        layer="model.layers.{}",
+        mlp_in=("model.layers.{}.mlp.gate_proj", "model.layers.{}.mlp.up_proj"),
+        mlp_out="model.layers.{}.mlp.down_proj",
+        embedding="model.embed_tokens",
+        unembedding="lm_head",
+        final_norm="model.norm",
+        layout="linear",
+        sliding_window=True,
+        mlp_out_norm="model.layers.{}.post_feedforward_layernorm",
     ),
 )
 
@@ -256,6 +282,23 @@ def final_norm(model: TransformerBridge) -> nn.Module:
     return hf_module(model, family_of(model).final_norm)
 
 
+def keep_full_caches(hf_model: nn.Module) -> None:
+    """Make every forward pass of ``hf_model`` that would start a key/value cache start a full one
+    (every position of every layer kept), where its family has sliding-window layers; others are
+    left as they are. Called once by :func:`workbench.models.load_model`."""
+    if not family_for_model_type(hf_model.config.model_type).sliding_window:
+        return
+    from transformers import DynamicCache
+
+    def full_cache(module, args, kwargs):
+        use_cache = kwargs.get("use_cache")
+        if kwargs.get("past_key_values") is None and (use_cache or use_cache is None and module.config.use_cache):
+            kwargs["past_key_values"] = DynamicCache()  # no config: full layers everywhere
+        return args, kwargs
+
+    hf_model.register_forward_pre_hook(full_cache, with_kwargs=True)
+
+
 class _PassThrough(nn.Module):
     """Stands in for a skipped block: returns its input hidden states, as the block would return them."""
 
@@ -375,8 +418,14 @@ class Hooks:
 
     @staticmethod
     def mlp_out(layer: int) -> str:
-        """MLP output added to the residual stream, ``d_model``."""
+        """MLP output added to the residual stream (after the post-MLP norm where there is one), ``d_model``."""
         return f"blocks.{layer}.hook_mlp_out"
+
+    @staticmethod
+    def mlp_value(layer: int) -> str:
+        """Output of the MLP output projection (ROME's value ``W k``), ``d_model``: the MLP output
+        before a post-MLP norm where the family has one (Gemma 3), else :meth:`mlp_out` itself."""
+        return f"blocks.{layer}.mlp.hook_out"
 
     @staticmethod
     def attn_out(layer: int) -> str:

@@ -41,6 +41,10 @@ CONVERTER_VERSION = 1
 
 MANIFEST = "workbench_manifest.json"
 
+TEXT_MODEL_TYPES = {"gemma3": "gemma3_text"}
+"""GGUF architectures whose Hugging Face text model has another ``model_type`` (transformers'
+GGUF loader renames them the same way: a Gemma 3 GGUF file holds the text model)."""
+
 
 def gguf_architecture(path: str | os.PathLike) -> str:
     """The ``general.architecture`` field of a GGUF file's header (e.g. ``"llama"``)."""
@@ -67,7 +71,7 @@ def check_gguf_supported(path: str | os.PathLike) -> str:
             f"it reads {', '.join(sorted(a for a in GGUF_SUPPORTED_ARCHITECTURES if a not in ('general', 'tokenizer')))}"
         )
     try:
-        family_for_model_type(architecture)
+        family_for_model_type(TEXT_MODEL_TYPES.get(architecture, architecture))
     except UnsupportedModelError as error:
         raise UnsupportedModelError(f"{path}: GGUF architecture {architecture!r}: {error}") from None
     return architecture

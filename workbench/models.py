@@ -89,6 +89,7 @@ def load_model(
     hf_model = AutoModelForCausalLM.from_pretrained(
         source, config=config, dtype=dtype, attn_implementation="eager", local_files_only=local_only, **placement
     )
+    families.keep_full_caches(hf_model)
     tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **_prefix_settings(record_name))
     # a dispatched model stays where accelerate put it (the bridge reads its placement)
     bridge = TransformerBridge.boot_transformers(

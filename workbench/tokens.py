@@ -52,10 +52,26 @@ def pad_left(
 ) -> tuple[Int[torch.Tensor, "batch pos"], Int[torch.Tensor, "batch pos"]]:
     """Token-id rows left-padded to one length, and their attention mask (1 on real tokens), so
     every row ends at the last position (continuations and KV-cached suffixes line up)."""
+    return _padded(rows, pad, device, left=True)
+
+
+def pad_right_with_mask(
+    rows: Sequence[Sequence[int]], pad: int, device: torch.device | str = "cpu"
+) -> tuple[Int[torch.Tensor, "batch pos"], Int[torch.Tensor, "batch pos"]]:
+    """Token-id rows right-padded to one length, and their attention mask (1 on real tokens), so
+    every row starts at the first position."""
+    return _padded(rows, pad, device, left=False)
+
+
+def _padded(rows: Sequence[Sequence[int]], pad: int, device: torch.device | str, left: bool):
     width = max((len(row) for row in rows), default=0)
-    ids = torch.tensor([[pad] * (width - len(row)) + list(row) for row in rows], dtype=torch.long, device=device)
-    mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], dtype=torch.long, device=device)
-    return ids.view(len(rows), width), mask.view(len(rows), width)
+    ids, mask = [], []
+    for row in rows:
+        padding, real = [pad] * (width - len(row)), list(row)
+        ids.append(padding + real if left else real + padding)
+        mask.append([0] * len(padding) + [1] * len(real) if left else [1] * len(real) + [0] * len(padding))
+    as_tensor = lambda values: torch.tensor(values, dtype=torch.long, device=device).view(len(rows), width)  # noqa: E731
+    return as_tensor(ids), as_tensor(mask)
 
 
 @dataclass(frozen=True)

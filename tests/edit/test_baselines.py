@@ -19,10 +19,10 @@ REQUESTS = [
 
 @pytest.fixture(scope="module")
 def models(tiny_model_dirs):
-    return {family: workbench.load_model(tiny_model_dirs[family]) for family in ("gpt2", "llama")}
+    return {family: workbench.load_model(tiny_model_dirs[family]) for family in ("gpt2", "llama", "gemma3")}
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma3"])
 def test_ft_l_never_exceeds_its_bound_and_touches_one_layer(models, family):
     model = models[family]
     before = snapshot(model)

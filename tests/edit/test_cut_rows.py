@@ -9,7 +9,8 @@ from workbench import families
 from workbench.edit.cut_rows import cut_rows, keep_prefixes
 from workbench.tokens import pad_right
 
-FAMILIES = ("gpt2", "gpt-neox", "gpt-j", "llama")
+from conftest import FAMILIES
+
 # rows of different lengths, cut at different places (one at position 0: nothing before it)
 ROWS = [[5, 9, 13, 2, 7, 11], [3, 8, 1], [4, 4, 6, 10, 12, 14, 3, 2], [6, 1, 9, 9]]
 CUTS = [2, 0, 5, 1]
@@ -76,7 +77,7 @@ def test_positions_before_the_cut_are_refused(models):
         cut_rows(models["gpt2"], ROWS, [2, 3, 5, 1])
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma3"])
 def test_selected_rows_give_those_rows_logits(models, family):
     """A search drops the rows of requests that are done: the rows kept must give the logits they
     give in the full batch (rows do not interact)."""

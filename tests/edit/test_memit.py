@@ -37,7 +37,7 @@ def models(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("deeper-tiny-models")
     return {family: workbench.load_model(build_tiny_model(family, root / family, n_layers=4))
-            for family in ("gpt2", "llama")}
+            for family in ("gpt2", "llama", "gemma3")}
 
 
 def test_spread_update_of_one_key_is_a_shrunk_rank_one_update():
@@ -64,7 +64,7 @@ def test_spread_update_solves_the_regularised_least_squares():
     torch.testing.assert_close(gradient, torch.zeros_like(gradient), atol=1e-10, rtol=0)
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("family", ["gpt2", "llama"])  # no post-MLP norm: the residual is what W writes
 def test_single_layer_memit_matches_rome(models, family):
     model = models[family]
     request = REQUESTS[0]
@@ -80,6 +80,29 @@ def test_single_layer_memit_matches_rome(models, family):
     assert rome_delta.abs().max() > 1e-4 and (rome_log_p - unedited).abs().item() > 1e-3  # not a no-op
     torch.testing.assert_close(memit_delta, rome_delta, atol=1e-6, rtol=1e-3)
     torch.testing.assert_close(memit_log_p, rome_log_p, atol=1e-3, rtol=0)
+
+
+def test_single_layer_memit_through_a_post_mlp_norm_reaches_the_nearest_reachable_target(tmp_path):
+    """Gemma 3 normalises the MLP output (RMSNorm, gain 1 + w) before the residual stream, so the
+    spread maps the wanted residual change r = z - h back through that norm. An RMSNorm with unit
+    gain outputs sqrt(d) x / |x|: the nearest output to the wanted y + r is sqrt(d) (y + r) / |y + r|,
+    which a single-layer MEMIT with a vanishing lambda must realise at the subject's last token."""
+    from workbench.zoo.tiny import build_tiny_model
+
+    model = workbench.load_model(build_tiny_model("gemma3", tmp_path / "gemma3", n_layers=4))
+    with torch.no_grad():  # MLP outputs far above the norm's epsilon, so sqrt(d) x / |x| holds
+        families.mlp_out_projection(model, 1).matrix().mul_(1e3)
+    assert families.hf_module(model, "model.layers.1.post_feedforward_layernorm").weight.abs().max() == 0  # gain 1
+    request, hook, settings = REQUESTS[0], families.Hooks.resid_post(1), {**PLAIN, "prefixes": ()}
+    search = workbench.edit.api.hyperparameters(model, "memit", **settings).value_search()
+    found = optimise_value_deltas(model, hook, [request], ["{}"], search)
+    wanted = found.deltas.double()  # r = z - h, [1, d_model]
+    before, normed = values_at_subject(model, hook, [request]), values_at_subject(model, families.Hooks.mlp_out(1), [request])
+    reachable = (normed + wanted) * model.cfg.d_model ** 0.5 / (normed + wanted).norm()
+    with workbench.edit(model, request, "memit", layer=[1], mom2_update_weight=1e-6, **settings):
+        after = values_at_subject(model, hook, [request])
+    torch.testing.assert_close(after - before, reachable - normed, atol=2e-3, rtol=1e-3)
+    assert (after - (before + wanted)).norm() < wanted.norm()  # moved towards z
 
 
 def test_batched_target_search_equals_one_request_at_a_time(models):
@@ -132,7 +155,7 @@ def test_mean_keys_are_per_request_averages(models):
         torch.testing.assert_close(keys[i], mean_keys(model, 0, [request], templates)[0])
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma3"])
 def test_only_the_memit_layers_change_and_restore_is_bit_exact(models, family):
     model = models[family]
     before = snapshot(model)

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("editing_corpus")  # tiny models bring no c
 
 @pytest.fixture(scope="module")
 def models(tiny_model_dirs):
-    return {family: workbench.load_model(tiny_model_dirs[family]) for family in ("gpt2", "llama")}
+    return {family: workbench.load_model(tiny_model_dirs[family]) for family in ("gpt2", "llama", "gemma3")}
 
 
 def test_rank_one_update_closed_form():
@@ -49,7 +49,7 @@ def test_rank_one_update_closed_form():
     torch.testing.assert_close(update @ other, torch.zeros(d_out, dtype=torch.float64))
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma3"])
 def test_only_the_chosen_projection_changes_and_restore_is_bit_exact(models, family):
     model = models[family]
     before = _snapshot(model)
@@ -64,13 +64,13 @@ def test_only_the_chosen_projection_changes_and_restore_is_bit_exact(models, fam
     assert _changed(model, before) == set()
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma3"])
 def test_mean_mlp_output_over_the_contexts_moves_by_delta(models, family):
     """ROME's closed form read back from forward passes: W' k* = W k* + delta with k* the mean key
     over the contexts, so the MLP output at the subject's last token, averaged over the same
     contexts, moves by a vector of norm ||delta|| (reported by the edit), and only there."""
     model = models[family]
-    hook = families.Hooks.mlp_out(0)
+    hook = families.Hooks.mlp_value(0)  # before Gemma's post-MLP norm, where ROME writes
 
     def mean_output(templates):
         outputs = []

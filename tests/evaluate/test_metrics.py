@@ -35,7 +35,7 @@ def _product_probability(reference, tokenizer, prompt: str, target: str) -> floa
     return probability
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma3"])
 def test_multi_token_probability_is_the_teacher_forced_product(tiny_model_dirs, family):
     model = workbench.load_model(tiny_model_dirs[family])
     reference = AutoModelForCausalLM.from_pretrained(tiny_model_dirs[family]).eval()

@@ -17,7 +17,7 @@ PROMPT = "The capital of France is"
 
 @pytest.fixture(scope="module")
 def models(tiny_model_dirs):
-    return {family: workbench.load_model(tiny_model_dirs[family]) for family in ("gpt2", "llama")}
+    return {family: workbench.load_model(tiny_model_dirs[family]) for family in ("gpt2", "llama", "gemma3")}
 
 
 def test_linear_function_has_the_closed_form_attribution():
@@ -55,7 +55,7 @@ def test_delta_shrinks_as_steps_grow_on_a_nonlinear_function():
     assert deltas[0] > deltas[1] > deltas[2]
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma3"])
 def test_attributions_of_a_layer_sum_to_the_output_change_within_the_delta(models, family):
     for method in ("gausslegendre", "riemann_right"):
         result = attribute(models[family], PROMPT, steps=16, method=method)
@@ -85,7 +85,7 @@ def _naive_layer_attribution(model, layer: int, answer_id: int, steps: int) -> t
                                                   n_steps=steps, method="gausslegendre")[0]
 
 
-@pytest.mark.parametrize("family", ["gpt2", "llama"])
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gemma3"])
 def test_batched_cached_attribution_matches_the_naive_loop(models, family):
     model = models[family]
     result = attribute(model, PROMPT, steps=8, internal_batch_size=6)  # several chunks

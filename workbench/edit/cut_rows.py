@@ -5,8 +5,8 @@ every row, the subject's last token, and re-runs the model at every optimisation
 model nothing before that position depends on the vector, so the tokens before it are run once,
 without gradients, and kept as attention keys and values (the Hugging Face KV cache); each step then
 runs only the tokens from the edit position on, and projects onto the vocabulary only the positions
-whose predictions the loss reads. Both halves are left-padded with an attention mask and explicit
-position ids, so the logits equal those of the whole rows up to float rounding (tested).
+whose predictions the loss reads. The part before the cut is left-padded and the part after it
+right-padded, with an attention mask and explicit position ids, so the logits equal those of the whole rows up to float rounding (tested).
 
 Limits: the model's forward must accept ``past_key_values``, ``attention_mask``, ``position_ids`` and
 a boolean ``logits_to_keep`` mask (every family in :mod:`workbench.families` does); positions before
@@ -22,7 +22,7 @@ from jaxtyping import Bool, Float, Int
 from transformer_lens.model_bridge import TransformerBridge
 from transformers import DynamicCache
 
-from workbench.tokens import pad_left
+from workbench.tokens import pad_left, pad_right_with_mask
 
 Hook = tuple[str, object]
 
@@ -31,8 +31,8 @@ Hook = tuple[str, object]
 class CutRows:
     """Token rows cut at one position each; build with :func:`cut_rows`.
 
-    ``input_ids`` holds each row from its cut on, left-padded; the cut position itself is
-    ``edit_index[r]`` there. ``past`` holds, per layer, the attention keys and values of the tokens
+    ``input_ids`` holds each row from its cut on, right-padded; the cut position itself is
+    ``edit_index[r]`` there (0). ``past`` holds, per layer, the attention keys and values of the tokens
     before the cut (``None`` when every row is cut at position 0)."""
 
     past: list[tuple[torch.Tensor, torch.Tensor]] | None
@@ -95,14 +95,16 @@ class KeptPrefixes:
         """Each prefix followed by ``rows[r]`` (as many rows as prefixes), the prefix being the part before the cut."""
         if len(rows) != self.mask.shape[0]:
             raise ValueError(f"{len(rows)} continuations for {self.mask.shape[0]} prefixes")
-        after_ids, after_mask = pad_left(rows, 0, self.mask.device)
+        # right-padded, so each continuation starts right after its (left-padded) prefix: no padding
+        # between the two halves, whose key distances a sliding attention window would count
+        after_ids, after_mask = pad_right_with_mask(rows, 0, self.mask.device)
         lengths_before = self.mask.sum(-1, keepdim=True)  # [rows, 1]
         return CutRows(
             past=self.past,
             input_ids=after_ids,
             attention_mask=torch.cat([self.mask, after_mask], dim=1),
-            position_ids=(lengths_before + after_mask.cumsum(-1) - 1).clamp_min(0),
-            edit_index=(after_mask == 0).sum(-1),
+            position_ids=lengths_before + torch.arange(after_ids.shape[1], device=self.mask.device),
+            edit_index=torch.zeros(len(rows), dtype=torch.long, device=self.mask.device),
             cut=lengths_before[:, 0].tolist(),
         )
 

@@ -9,7 +9,8 @@ Write many facts at once into the MLP output projections of a range of layers R 
    in one batched search (:mod:`workbench.edit.targets`).
 2. **Spread** over the layers in ascending order: at layer l, with the keys K (the mean MLP key
    of each request, one column each, recomputed with the earlier layers already updated) and the
-   residual still missing at the last layer, R = (z - h_current) / (layers left), solve in float64
+   residual still missing at the last layer, R = (z - h_current) / (layers left) (mapped back
+   through the post-MLP norm where the family has one, :mod:`workbench.edit.norms`), solve in float64
 
        Delta_l = R K^T (lambda C_l + K K^T)^-1,
 
@@ -35,6 +36,7 @@ from workbench import families
 from workbench.data import EditRequest
 from workbench.edit.contexts import mean_keys, sample_prefixes, values_at_subject
 from workbench.edit.layers import edit_layer, refuse_last_layer
+from workbench.edit.norms import pre_norm_change
 from workbench.edit.rome import RomeHyperParams, solve_or_explain
 from workbench.edit.session import EditResult
 from workbench.edit.stats import second_moments
@@ -179,6 +181,6 @@ def _spread(
     for done, l in enumerate(tqdm(layers, desc=f"{result.method} layers", disable=not progress)):
         keys = mean_keys(model, l, requests, templates)  # [n, d_mlp]
         missing = targets - values_at_subject(model, target_hook, requests)  # [n, d_model]
-        change = update(l, keys, missing / (len(layers) - done))
+        change = update(l, keys, pre_norm_change(model, l, requests, missing / (len(layers) - done)))
         projection = families.mlp_out_projection(model, l)
         result.apply_delta(projection.name, projection.to_stored(change))

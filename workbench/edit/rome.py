@@ -129,7 +129,7 @@ def apply_rome(
     templates = sample_prefixes(model, hparams.prefixes, hparams.seed)
     details = []
     for request in tqdm(requests, desc="ROME", disable=not progress or len(requests) < 2):
-        found = optimise_value_deltas(model, families.Hooks.mlp_out(layer), [request], templates, hparams.value_search(),
+        found = optimise_value_deltas(model, families.Hooks.mlp_value(layer), [request], templates, hparams.value_search(),
                                       read_hook=families.Hooks.mlp_key(layer))
         key, delta = found.read[0], found.deltas[0]  # k*: the mean key over the contexts
         update = rank_one_update(projection.matrix().detach(), key, delta, moment)  # [d_out, d_in]

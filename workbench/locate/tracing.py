@@ -74,8 +74,10 @@ def embedding_std(model: TransformerBridge, subjects: Sequence[str]) -> float:
     ids += [i for s in subjects for i in model.tokenizer(s.strip(), add_special_tokens=False)["input_ids"]]
     if not ids:
         raise InvalidRequestError("no subject tokens to measure the embedding standard deviation on")
-    weight = families.embedding(model).weight
-    return weight[torch.tensor(sorted(set(ids)), device=weight.device)].float().std().item()
+    embed = families.embedding(model)
+    # the module's output, not its weight: some families scale embeddings inside it (Gemma: sqrt(d_model))
+    with torch.no_grad():
+        return embed(torch.tensor(sorted(set(ids)), device=embed.weight.device)).float().std().item()
 
 
 def answer_token(model: TransformerBridge, answer: str) -> int:

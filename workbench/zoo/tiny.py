@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from transformers import (
     AutoModelForCausalLM,
+    Gemma3TextConfig,
     GPT2Config,
     GPTJConfig,
     GPTNeoXConfig,
@@ -29,7 +30,7 @@ TINY_CORPUS = (
 
 
 def tiny_config(family: str, vocab_size: int, n_layers: int = 2) -> PretrainedConfig:
-    """A config of ``family`` ("gpt2", "gpt-neox", "gpt-j", "llama") with d_model 32 and 4 heads."""
+    """A config of ``family`` ("gpt2", "gpt-neox", "gpt-j", "llama", "gemma3") with d_model 32 and 4 heads."""
     width = {"n_layer": n_layers, "n_embd": 32, "n_head": 4, "vocab_size": vocab_size, "n_positions": 128}
     rotary = {
         "num_hidden_layers": n_layers,
@@ -44,6 +45,10 @@ def tiny_config(family: str, vocab_size: int, n_layers: int = 2) -> PretrainedCo
         "gpt-neox": lambda: GPTNeoXConfig(**rotary),
         "gpt-j": lambda: GPTJConfig(**width, rotary_dim=4),
         "llama": lambda: LlamaConfig(**rotary, num_key_value_heads=2),
+        # a sliding window shorter than the tests' prompts, so both attention kinds are exercised
+        "gemma3": lambda: Gemma3TextConfig(**rotary, num_key_value_heads=2, head_dim=8, sliding_window=4,
+                                           layer_types=["sliding_attention", "full_attention"] * (n_layers // 2)
+                                           + ["sliding_attention"] * (n_layers % 2)),
     }
     if family not in builders:
         raise UnsupportedModelError(f"no tiny config for family {family!r}; choose one of {sorted(builders)}")
