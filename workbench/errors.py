@@ -45,3 +45,15 @@ class PromptTooLongError(WorkbenchError, ValueError):
 
 class TargetAlreadyPredictedError(InvalidRequestError):
     """An edit whose new target is already what the model predicts: there is nothing to change."""
+
+
+class SettingsDamagedError(WorkbenchError, ValueError):
+    """A calibrated settings folder whose files do not match their checksums (edited, truncated, partial)."""
+
+
+class SettingsMismatchError(WorkbenchError, ValueError):
+    """Calibrated settings measured on other weights than the model's."""
+
+
+class TooFewKnownFactsError(WorkbenchError, ValueError):
+    """A model that answers too few facts of the knowledge base to calibrate or benchmark on."""

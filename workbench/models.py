@@ -20,11 +20,13 @@ from typing import TYPE_CHECKING
 
 import torch
 from transformer_lens.model_bridge import TransformerBridge
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
 from workbench.errors import InvalidRequestError, ModelNotFoundError
 from workbench import families
 from workbench.families import family_for_model_type
+from workbench.fingerprint import state_fingerprint
+from workbench.settings import SETTINGS_FILE, CalibratedSettings, read_settings, settings_directory
 
 if TYPE_CHECKING:
     from workbench.zoo.records import ModelRecord
@@ -46,6 +48,7 @@ def load_model(
     device_map: str | dict[str, int | str] | None = None,
     max_memory: dict[int | str, int | str] | None = None,
     offload_folder: str | os.PathLike | None = None,
+    settings: str | os.PathLike | bool = True,
 ) -> TransformerBridge:
     """Load a causal LM as a ``TransformerBridge`` (with ``.tokenizer``), in eval mode.
 
@@ -70,6 +73,10 @@ def load_model(
             on its device, or for an offloaded block into accelerate's weights map (kept in CPU
             memory once written, :mod:`workbench.placement`); the fine-tuning baselines refuse an
             offloaded layer (they need its gradient).
+        settings: the model's calibrated settings (prompt prefix, known facts, benchmark, edit layers,
+            editor hyper-parameters; :mod:`workbench.settings`): ``True`` (default) uses those
+            ``workbench calibrate`` wrote for these exact weights, if any; a folder path uses that
+            folder (refused if it was calibrated on other weights); ``False`` uses none.
 
     Raises:
         ModelNotFoundError: nothing was found under ``name_or_path``; the message lists where
@@ -78,6 +85,8 @@ def load_model(
             ``offload_folder`` without it.
         UnsupportedModelError: the model's family is not in :data:`workbench.families.FAMILIES`
             (raised before any weights are read).
+        SettingsDamagedError, SettingsMismatchError: ``settings`` names a damaged folder, or one
+            calibrated on other weights.
     """
     source, local_only, record_name = _resolve_source(name_or_path)
     config = _load_config(source, local_only, name_or_path)
@@ -90,12 +99,41 @@ def load_model(
         source, config=config, dtype=dtype, attn_implementation="eager", local_files_only=local_only, **placement
     )
     families.keep_full_caches(hf_model)
-    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **_prefix_settings(record_name))
+    calibrated = _calibrated_settings(hf_model, settings)
+    prefix = calibrated.prefix if calibrated is not None else _record_prefix(record_name)
+    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only, **_prefix_settings(prefix))
     # a dispatched model stays where accelerate put it (the bridge reads its placement)
     bridge = TransformerBridge.boot_transformers(
         str(source), hf_model=hf_model, tokenizer=tokenizer, device=None if device_map else device or "cpu", dtype=dtype
     )
+    if prefix is None:  # booting gave the tokenizer a BOS (TransformerLens' convention): take it away again
+        set_prompt_prefix(bridge, None)
+    bridge.workbench_settings = calibrated
     return bridge.eval()
+
+
+def _calibrated_settings(hf_model: PreTrainedModel, settings: str | os.PathLike | bool) -> CalibratedSettings | None:
+    """The settings ``load_model``'s ``settings`` argument asks for, verified against the weights."""
+    if settings is False:
+        return None
+    fingerprint = state_fingerprint(hf_model, plain_state_dict(hf_model))
+    if settings is True:
+        directory = settings_directory(cache_root() / "settings", fingerprint)
+        return read_settings(directory, fingerprint) if (directory / SETTINGS_FILE).is_file() else None
+    return read_settings(settings, fingerprint)
+
+
+def set_prompt_prefix(model: TransformerBridge, prefix: str | None) -> None:
+    """Reload ``model``'s tokenizer so that every prompt starts with ``prefix`` (``None``: nothing),
+    keeping the padding the bridge set up."""
+    current = model.tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(model.original_model.name_or_path, local_files_only=True,
+                                              **_prefix_settings(prefix))
+    tokenizer.padding_side = current.padding_side
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = current.pad_token
+    model.tokenizer = tokenizer  # the bridge's wiring (BOS/EOS detection) runs, and gives it a BOS again...
+    vars(model)["_tokenizer"] = tokenizer  # ...which this prefix setting does not want
 
 
 def _placement(device, device_map, max_memory, offload_folder) -> dict:
@@ -113,10 +151,14 @@ def _placement(device, device_map, max_memory, offload_folder) -> dict:
 
 
 def record_of(model: TransformerBridge) -> ModelRecord | None:
-    """The bundled record of ``model`` (loaded by a bundled name, or saved from such a model), else ``None``."""
-    from workbench.zoo.records import RECORDS
+    """The record of ``model``: its bundled record (loaded by a bundled name, or saved from such a model)
+    with its calibrated settings where it has them (:mod:`workbench.settings`); a record made from the
+    settings alone for any other calibrated model; else ``None``."""
+    from workbench.zoo.records import RECORDS, calibrated_record
 
-    return RECORDS.get(getattr(model.original_model.config, RECORD_KEY, None))
+    bundled = RECORDS.get(getattr(model.original_model.config, RECORD_KEY, None))
+    calibrated = getattr(model, "workbench_settings", None)
+    return bundled if calibrated is None else calibrated_record(calibrated, bundled, model.original_model.name_or_path)
 
 
 def is_bundled(model: TransformerBridge) -> bool:
@@ -124,15 +166,26 @@ def is_bundled(model: TransformerBridge) -> bool:
     return record_of(model) is not None
 
 
-def _prefix_settings(record_name: str | None) -> dict:
-    """Tokenizer settings that start every prompt with the record's prefix token (default: the BOS).
+DEFAULT_PREFIX = "<the tokenizer's BOS>"
+"""Stands for the tokenizer's own BOS token, TransformerLens' convention for uncalibrated models."""
 
-    Set when the tokenizer is loaded, because the bridge reloads a tokenizer by name to add a BOS."""
+
+def _record_prefix(record_name: str | None) -> str | None:
+    """The prefix token of a bundled record, else :data:`DEFAULT_PREFIX`."""
     if record_name is None:
-        return {"add_bos_token": True}
+        return DEFAULT_PREFIX
     from workbench.zoo.records import RECORDS
 
-    prefix = RECORDS[record_name].prefix
+    return RECORDS[record_name].prefix
+
+
+def _prefix_settings(prefix: str | None) -> dict:
+    """Tokenizer settings that start every prompt with ``prefix`` (a token, ``None`` for nothing, or
+    :data:`DEFAULT_PREFIX` for the tokenizer's BOS).
+
+    Set when the tokenizer is loaded, because the bridge reloads a tokenizer by name to add a BOS."""
+    if prefix == DEFAULT_PREFIX:
+        return {"add_bos_token": True}
     return {"add_bos_token": False} if prefix is None else {"add_bos_token": True, "bos_token": prefix}
 
 
@@ -174,16 +227,18 @@ def hf_state_dict(model: TransformerBridge) -> dict[str, torch.Tensor]:
     parameters of its own; this strips the nesting and keeps exactly the keys an unwrapped
     model of the same class has.
     """
-    hf_model = model.original_model
+    state = plain_state_dict(model.original_model)
+    offloaded = {key for key, value in state.items() if value.device.type == "meta"}
+    return {key: families.parameter_values(model, key) if key in offloaded else value for key, value in state.items()}
+
+
+def plain_state_dict(hf_model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """The keys an unwrapped model of ``hf_model``'s class has, with ``hf_model``'s tensors (a booted
+    bridge nests every wrapped module under ``_original_component``; this strips the nesting)."""
     with torch.device("meta"):
         expected = set(type(hf_model)._from_config(hf_model.config).state_dict())
-    state = {
-        key.replace("._original_component", ""): value
-        for key, value in hf_model.state_dict().items()
-    }
-    offloaded = {key for key, value in state.items() if key in expected and value.device.type == "meta"}
-    return {key: families.parameter_values(model, key) if key in offloaded else value
-            for key, value in state.items() if key in expected}
+    state = {key.replace("._original_component", ""): value for key, value in hf_model.state_dict().items()}
+    return {key: value for key, value in state.items() if key in expected}
 
 
 def _resolve_source(name_or_path: str | os.PathLike) -> tuple[str, bool, str | None]:

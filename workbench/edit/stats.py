@@ -24,7 +24,6 @@ import json
 import os
 import re
 import uuid
-import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +37,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
 from workbench.capture import run_until
+from workbench.fingerprint import state_fingerprint
 from workbench.errors import InvalidRequestError
 from workbench.models import cache_root, hf_state_dict
 from workbench.tokens import length_batches, pad_right
@@ -90,33 +90,15 @@ def pinned_statistics(model: TransformerBridge) -> Iterator[str]:
         if not outer:
             del _PINNED[id(model)]
 
+
 def active_corpus() -> tuple[str, list[str]] | None:
     """(name, texts) of the innermost :func:`using_corpus` block, or ``None`` outside any."""
     return _CORPORA[-1] if _CORPORA else None
 
-_TENSOR_DIGESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-"""model -> {parameter name: ((storage address, version counter, shape, dtype), SHA-256 of its bytes)}."""
-
 
 def weights_fingerprint(model: TransformerBridge) -> str:
-    """SHA-256 over the model's Hugging Face parameters and buffers (names, shapes, dtypes, bytes).
-
-    Each tensor's digest is remembered with its storage address and version counter, which every
-    in-place change (an edit, its restore, an optimiser step, ``load_state_dict``) moves on, so only
-    changed tensors are hashed again (the whole of smollm2-135m takes 0.45 s on 2 cores). Limit: a
-    change written through ``tensor.data`` bypasses the version counter and goes unnoticed.
-    """
-    known = _TENSOR_DIGESTS.setdefault(model, {})
-    digest = hashlib.sha256()
-    for name, tensor in sorted(hf_state_dict(model).items()):
-        stamp = (tensor.data_ptr(), tensor._version, tuple(tensor.shape), str(tensor.dtype))
-        if name not in known or known[name][0] != stamp:
-            data = tensor.detach().cpu().contiguous().view(torch.uint8).numpy()  # hashed in place, no copy
-            known[name] = (stamp, hashlib.sha256(data).digest())
-        digest.update(name.encode())
-        digest.update(str(stamp[2:]).encode())
-        digest.update(known[name][1])
-    return digest.hexdigest()
+    """SHA-256 over the model's Hugging Face parameters and buffers (:mod:`workbench.fingerprint`)."""
+    return state_fingerprint(model.original_model, hf_state_dict(model))
 
 
 def _corpus_fingerprint(texts: Sequence[str]) -> str:
@@ -224,11 +206,7 @@ def second_moments(
         sums, count = accumulate_second_moments(model, layers, texts, progress=progress, total=len(texts))
         return {layer: total / count for layer, total in sums.items()}
     fingerprint = statistics_fingerprint(model)
-    corpus_key = _corpus_fingerprint(texts)
-    paths = {}
-    for layer in layers:
-        key = hashlib.sha256(json.dumps([fingerprint, layer, corpus_name, corpus_key, len(texts)]).encode()).hexdigest()[:32]
-        paths[layer] = Path(cache_dir) / f"second_moment_{corpus_name}_layer{layer}_{key}.safetensors"
+    paths = _cache_paths(fingerprint, layers, corpus_name, texts, cache_dir)
     moments = {layer: _read_cache(path) for layer, path in paths.items()}
     missing = [layer for layer, moment in moments.items() if moment is None]
     if missing and fingerprint != weights_fingerprint(model):
@@ -243,6 +221,42 @@ def second_moments(
             _write_cache(paths[layer], moments[layer], {"layer": str(layer), "tokens": str(count),
                                                         "texts": str(len(texts)), "corpus": corpus_name})
     return {layer: moment.to(model.cfg.device) for layer, moment in moments.items()}
+
+
+def growing_second_moments(
+    model: TransformerBridge, layers: Sequence[int], texts: Sequence[str], sizes: Sequence[int], *,
+    corpus_name: str, cache_dir: str | Path | None = DEFAULT_CACHE, progress: bool = True,
+) -> Iterator[tuple[int, dict[int, Float[torch.Tensor, "d_mlp d_mlp"]]]]:
+    """C over the first n texts for each n of ``sizes`` (ascending), yielded as each is ready and
+    computed by adding the texts beyond the previous size only: the estimates a sample-size
+    choice compares cost as much as the largest one. Each is cached as :func:`second_moments`
+    caches ``texts[:n]``, so the chosen one is read back for free."""
+    sums: dict[int, torch.Tensor] = {}
+    count, start = 0, 0
+    for size in sorted(sizes):
+        if size > start:
+            part, added = accumulate_second_moments(model, layers, texts[start:size], progress=progress,
+                                                    total=len(texts[start:size]))
+            sums = {layer: sums[layer] + total if sums else total for layer, total in part.items()}
+            count, start = count + added, size
+        moments = {layer: total / count for layer, total in sums.items()}
+        if cache_dir is not None:
+            paths = _cache_paths(statistics_fingerprint(model), layers, corpus_name, texts[:size], cache_dir)
+            for layer, moment in moments.items():
+                _write_cache(paths[layer], moment, {"layer": str(layer), "tokens": str(count), "texts": str(size),
+                                                    "corpus": corpus_name})
+        yield size, moments
+
+
+def _cache_paths(fingerprint: str, layers: Sequence[int], corpus_name: str, texts: Sequence[str],
+                 cache_dir: str | Path) -> dict[int, Path]:
+    """Where the statistics of each layer over ``texts`` are cached for the weights ``fingerprint``."""
+    corpus_key = _corpus_fingerprint(texts)
+    paths = {}
+    for layer in layers:
+        key = hashlib.sha256(json.dumps([fingerprint, layer, corpus_name, corpus_key, len(texts)]).encode()).hexdigest()[:32]
+        paths[layer] = Path(cache_dir) / f"second_moment_{corpus_name}_layer{layer}_{key}.safetensors"
+    return paths
 
 
 def second_moment(model: TransformerBridge, layer: int, texts: Sequence[str] | None = None, **options

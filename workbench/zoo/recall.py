@@ -74,9 +74,16 @@ def measure_recall(
         input_ids = torch.full((len(batch), length), pad, dtype=torch.long)
         for row, (_, _, ids, _) in enumerate(batch):
             input_ids[row, : len(ids)] = torch.tensor(ids)
-        predicted = model(input_ids.to(device)).logits.argmax(-1).cpu()
-        for row, (relation, subject, ids, answer_start) in enumerate(batch):
-            guesses = predicted[row, answer_start - 1 : len(ids) - 1].tolist()
+        hidden = model.base_model(input_ids.to(device)).last_hidden_state  # [batch, pos, d_model], final norm applied
+        # only the positions that predict an object token are projected onto the vocabulary (a large share
+        # of a small model's forward pass otherwise); a final logit soft-cap would not change the argmax
+        in_batch, positions = zip(*[(row, p) for row, (_, _, ids, start) in enumerate(batch)
+                                    for p in range(start - 1, len(ids) - 1)])
+        guessed = model.get_output_embeddings()(hidden[list(in_batch), list(positions)]).argmax(-1).cpu().tolist()
+        offset = 0
+        for relation, subject, ids, answer_start in batch:
+            guesses = guessed[offset : offset + len(ids) - answer_start]
+            offset += len(guesses)
             answer = ids[answer_start:]
             first_hits[relation].append(guesses[0] == answer[0])
             full_hits[relation].append(guesses == answer)

