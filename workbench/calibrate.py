@@ -23,12 +23,13 @@ a checksummed settings folder bound to the weights (:mod:`workbench.settings`), 
    (mean cosine between successive estimates at least :data:`CONVERGED` at every layer MEMIT
    edits, those ending at the chosen layer).
 5. **Editor hyper-parameters**: small grids on the tuning split, scored by Score: ROME's context
-   prefixes at the chosen layer; MEMIT's lambda and number of passes over the layers ending there
-   (all tuning cases in one batch, as MEMIT is used); AlphaEdit's l2 term at MEMIT's setting.
+   prefixes at the chosen layer; MEMIT's lambda, then one or two passes at the better lambda, over
+   the layers ending there (tuning cases in one batch, as MEMIT is used); AlphaEdit's l2 term at
+   MEMIT's search setting.
 
 The grids are the same for every model and are written into the settings file with every score.
-A time budget (``budget_seconds``) is checked before each grid point; points it leaves out are
-recorded as skipped, and the best point measured is kept.
+A time budget (``budget_seconds``, counted from the start) is checked before each grid point but
+the first; points it leaves out are recorded as skipped, and the best point measured is kept.
 
 Limits: the knowledge base holds English geography, languages, nationality, occupations and
 companies; a model that knows fewer than :data:`MIN_KNOWN_FACTS` of them needs the user's facts
@@ -45,7 +46,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,27 +86,27 @@ CONVERGED = 0.99
 SWEEP_SAMPLES = 500
 """Corpus texts for the statistics of the layer sweep (its many layers make a full sample dear);
 the sample size of the chosen layers is then measured by convergence."""
-TRACE_FACTS, TRACE_SAMPLES = 16, 3
-SWEEP_LAYERS = 6
+TRACE_FACTS, TRACE_SAMPLES = 12, 3
+SWEEP_LAYERS = 5
 """Evenly spaced candidate layers of the ROME sweep (the tracing peak is added)."""
-SWEEP_CASES = 8
+SWEEP_CASES = 6
 ROME_GRID = ({"prefixes": ()}, {"prefixes": ((5, 5), (10, 5))})
 """No context prefixes (the first point, as the sweep ran) or the ROME paper's prefixes."""
 MEMIT_SPAN = 5
-"""Layers MEMIT edits, ending at the chosen layer (the MEMIT paper edits 5 layers of GPT-J)."""
-MEMIT_CASES = 40
-MEMIT_GRID = tuple({"mom2_update_weight": weight, **passes}
-                   for passes in ({}, {"passes": 2, "stop_on": "target", "stop_loss": 0.69})
-                   for weight in (15000.0, 3000.0))
-"""The paper's lambda (15,000) and a lighter one, with the paper's single pass or two passes that
-search again on the edited model until each whole target is more likely than not."""
+"""Layers MEMIT edits, ending at the chosen layer where it can (the MEMIT paper edits 5 layers of GPT-J)."""
+MEMIT_CASES = 24
+MEMIT_LAMBDAS = ({"mom2_update_weight": 15000.0}, {"mom2_update_weight": 3000.0})
+"""The paper's lambda (15,000) and a lighter one, with the paper's single pass."""
+MEMIT_PASSES = {"passes": 2, "stop_on": "target", "stop_loss": 0.69}
+"""Then, at the better lambda: two passes, each target searched until the whole target is more likely
+than not (ln 2), the second on the edited model."""
 ALPHAEDIT_GRID = ({"l2": 10.0}, {"l2": 1.0})
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Budget:
     seconds: float
-    started: float = field(default_factory=time.perf_counter)
+    started: float
 
     def spent(self) -> float:
         return time.perf_counter() - self.started
@@ -129,7 +130,8 @@ def calibrate(
             settings, so a calibration never starts from an earlier one's).
         facts: a JSONL facts file (``subject``, ``relation_id``, ``object``, relation ids of
             :data:`workbench.zoo.relations.RELATIONS`) instead of the bundled real-facts knowledge base.
-        budget_seconds: time the grids may take in all; points past it are skipped and reported.
+        budget_seconds: time the calibration may take; grid points that would start after it are
+            skipped and reported (the stages before the grids always run).
         output: the settings folder (default: ``$WORKBENCH_CACHE/settings/<weights sha256>``, where
             ``load_model`` finds it).
 
@@ -138,53 +140,69 @@ def calibrate(
     """
     if not isinstance(model, TransformerBridge):
         model = load_model(model, settings=False)
-    budget = _Budget(budget_seconds)
+    started = time.perf_counter()
     fingerprint = weights_fingerprint(model)
     target = Path(output) if output is not None else settings_directory(cache_root() / "settings", fingerprint)
     bundled = RECORDS.get(getattr(model.original_model.config, RECORD_KEY, None))
     relations = bundled.relations() if bundled else dict(RELATIONS)
-    stages = tqdm(total=6, desc="calibrate", unit="stage", disable=not progress)
-    with tempfile.TemporaryDirectory(prefix="workbench-calibration-") as work, _in_progress(model, Path(work)) as state:
+    with tempfile.TemporaryDirectory(prefix="workbench-calibration-") as work, _in_progress(model, Path(work)) as state, \
+            _Stages(state, progress) as stage:
         state["model"] = {"source": str(model.original_model.name_or_path), "family": families.family_of(model).name,
                           "n_layers": families.n_layers(model), "bundled_record": bundled.name if bundled else None}
         state["templates"] = {rid: list(r.templates) for rid, r in relations.items() if bundled and rid in bundled.templates}
         candidates = _candidate_facts(facts, relations)
-        stages.set_postfix_str("prompt convention")
-        state["prompt"] = _prompt_convention(model, candidates, relations, progress)
-        set_prompt_prefix(model, state["prompt"]["prefix"])
-        stages.update()
-        stages.set_postfix_str("known facts")
-        known = _known_facts(model, candidates, relations, progress)
-        cases = build_benchmark(candidates, {(f.subject, f.relation_id) for f in known},
-                                first_tokens(model.tokenizer, candidates), relations=relations)
-        _write_facts(Path(work), known, cases)
-        state["facts"] = _fact_summary(candidates, known, cases, facts)
-        stages.update()
+        with stage("prompt convention"):
+            state["prompt"] = _prompt_convention(model, candidates, relations, progress)
+            set_prompt_prefix(model, state["prompt"]["prefix"])
+        with stage("known facts"):
+            known = _known_facts(model, candidates, relations, progress)
+            cases = build_benchmark(candidates, {(f.subject, f.relation_id) for f in known},
+                                    first_tokens(model.tokenizer, candidates), relations=relations)
+            _write_facts(Path(work), known, cases)
+            state["facts"] = _fact_summary(candidates, known, cases, facts)
         tuning = record_of(model).benchmark(split="tuning")
-        stages.set_postfix_str("tracing")
-        state["layers"] = {"tracing": _tracing_peak(model, record_of(model).known_facts(TRACE_FACTS), progress)}
-        stages.update()
-        sweep_layers = _sweep_layers(model, state["layers"]["tracing"]["peak"])
-        stages.set_postfix_str("edit layer")
-        sweep = _rome_sweep(model, tuning[:SWEEP_CASES], sweep_layers, budget, progress)
-        state["layers"]["sweep"] = sweep
-        layer = sweep["best_layer"]
-        stages.update()
-        stages.set_postfix_str("statistics")
-        memit_layers = list(range(max(0, layer - MEMIT_SPAN + 1), layer + 1))
-        state["statistics"] = {"corpus": CORPUS, **_sample_size(model, memit_layers, known, progress)}
-        n_samples = state["statistics"]["n_samples"]
-        stages.update()
-        stages.set_postfix_str("editor settings")
-        state["editors"] = _editor_settings(model, tuning, layer, n_samples, budget, state)
-        stages.update()
-        state["seconds"] = round(budget.spent(), 1)
+        with stage("tracing"):
+            state["layers"] = {"tracing": _tracing_peak(model, record_of(model).known_facts(TRACE_FACTS), progress)}
+        with stage("edit layer"):
+            sweep_layers = _sweep_layers(model, state["layers"]["tracing"]["peak"])
+            state["layers"]["sweep"] = _rome_sweep(model, tuning[:SWEEP_CASES], sweep_layers, progress)
+            layer = state["layers"]["sweep"]["best_layer"]
+        with stage("statistics"):
+            state["statistics"] = {"corpus": CORPUS, **_sample_size(model, _memit_layers(model, layer), known, progress)}
+        with stage("editor settings"):
+            state["editors"] = _editor_settings(model, tuning, layer, state["statistics"]["n_samples"],
+                                                _Budget(budget_seconds, started), state)
+        state["seconds"] = round(time.perf_counter() - started, 1)
         files = {name: (Path(work) / name).read_text(encoding="utf-8") for name in ("known_facts.jsonl", "counterfact.json")}
-        content = {"weights_sha256": fingerprint, **{k: v for k, v in state.items()}}
-    stages.close()
+        content = {"weights_sha256": fingerprint, **state}
     write_settings(target, content, files)
     model.workbench_settings = read_settings(target, fingerprint)
     return model.workbench_settings
+
+
+class _Stages:
+    """A progress bar over the calibration's stages, and each stage's seconds in ``state["stage_seconds"]``."""
+
+    COUNT = 6
+
+    def __init__(self, state: dict[str, Any], progress: bool) -> None:
+        self.state, self.progress = state, progress
+        state["stage_seconds"] = {}
+
+    def __enter__(self) -> _Stages:
+        self.bar = tqdm(total=self.COUNT, desc="calibrate", unit="stage", disable=not self.progress)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        self.bar.set_postfix_str(name)
+        started = time.perf_counter()
+        yield
+        self.state["stage_seconds"][name] = round(time.perf_counter() - started, 1)
+        self.bar.update()
 
 
 @contextlib.contextmanager
@@ -323,7 +341,7 @@ def _directions(moment: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     return torch.cholesky_solve(keys.T.double(), factor)
 
 
-def _rome_sweep(model: TransformerBridge, cases, layers: list[int], budget: _Budget, progress: bool) -> dict[str, Any]:
+def _rome_sweep(model: TransformerBridge, cases, layers: list[int], progress: bool) -> dict[str, Any]:
     """ROME on each case alone at every candidate layer, without context prefixes (the first ROME grid point)."""
     with using_corpus(CORPORA[CORPUS](), CORPUS):  # every layer's statistics in one pass over the corpus
         second_moments(model, layers, n_samples=SWEEP_SAMPLES, progress=progress)
@@ -335,24 +353,29 @@ def _rome_sweep(model: TransformerBridge, cases, layers: list[int], budget: _Bud
         unedited = _scores(result.before)
     best = max(layers, key=lambda layer: (rows[str(layer)]["score"], -layer))
     return {"method": "rome", "cases": len(cases), "settings": {**ROME_GRID[0], "mom2_n_samples": SWEEP_SAMPLES},
-            "unedited": unedited, "scores": rows,
-            "best_layer": best, "seconds_so_far": round(budget.spent(), 1)}
+            "unedited": unedited, "scores": rows, "best_layer": best}
 
 
 def _editor_settings(model: TransformerBridge, tuning, layer: int, n_samples: int, budget: _Budget,
                      state: dict[str, Any]) -> dict[str, Any]:
     """ROME's, MEMIT's and AlphaEdit's settings from their grids (each point scored on the tuning split)."""
-    rome_rows = [_bench_point(model, tuning[:SWEEP_CASES], "rome", layer, {"mom2_n_samples": n_samples, **point}, budget)
-                 for point in ROME_GRID]
+    swept = state["layers"]["sweep"]
+    rome_rows = [{"settings": swept["settings"], **swept["scores"][str(layer)]}] if n_samples == SWEEP_SAMPLES else []
+    rome_rows += [_bench_point(model, tuning[:SWEEP_CASES], "rome", layer, {"mom2_n_samples": n_samples, **point},
+                               budget, first=not rome_rows and index == 0)
+                  for index, point in enumerate(ROME_GRID[len(rome_rows):], start=len(rome_rows))]
     rome = _best(rome_rows)
-    memit_layers = list(range(max(0, layer - MEMIT_SPAN + 1), layer + 1))
+    memit_layers = _memit_layers(model, layer)
     batch = tuning[:MEMIT_CASES]
     base = {"mom2_n_samples": n_samples, "prefixes": rome["prefixes"]}
-    memit_rows = [_batch_point(model, batch, "memit", memit_layers, {**base, **point}, budget) for point in MEMIT_GRID]
+    memit_rows = [_batch_point(model, batch, "memit", memit_layers, {**base, **point}, budget, first=index == 0)
+                  for index, point in enumerate(MEMIT_LAMBDAS)]
+    memit_rows.append(_batch_point(model, batch, "memit", memit_layers, {**_best(memit_rows), **MEMIT_PASSES}, budget,
+                                   first=False))
     memit = _best(memit_rows)
-    search = {name: memit[name] for name in ("passes", "stop_on", "stop_loss") if name in memit}
-    alpha_rows = [_batch_point(model, batch, "alphaedit", memit_layers, {**base, **search, **point}, budget)
-                  for point in ALPHAEDIT_GRID]
+    search = {name: memit[name] for name in MEMIT_PASSES if name in memit}
+    alpha_rows = [_batch_point(model, batch, "alphaedit", memit_layers, {**base, **search, **point}, budget,
+                               first=index == 0) for index, point in enumerate(ALPHAEDIT_GRID)]
     alphaedit = _best(alpha_rows)
     state["grids"] = {"rome": {"cases": len(tuning[:SWEEP_CASES]), "layer": layer, "rows": rome_rows},
                       "memit": {"cases": len(batch), "layers": memit_layers, "rows": memit_rows},
@@ -366,15 +389,25 @@ def _editor_settings(model: TransformerBridge, tuning, layer: int, n_samples: in
     }
 
 
-def _bench_point(model, cases, method: str, layer: int, settings: dict, budget: _Budget) -> dict[str, Any]:
-    if budget.exhausted():
+def _memit_layers(model: TransformerBridge, layer: int) -> list[int]:
+    """:data:`MEMIT_SPAN` consecutive layers ending at ``layer``, or starting at 0 where there are fewer
+    layers before it (as many as the model has before its last)."""
+    first = max(0, layer - MEMIT_SPAN + 1)
+    return list(range(first, min(first + MEMIT_SPAN, families.n_layers(model) - 1)))
+
+
+def _bench_point(model, cases, method: str, layer: int, settings: dict, budget: _Budget, first: bool) -> dict[str, Any]:
+    """One grid point, each case edited alone (the first point of a grid runs whatever the budget)."""
+    if budget.exhausted() and not first:
         return {"settings": settings, "skipped": "time budget spent"}
     result = run_bench(model, cases, method, layer=layer, fluency_tokens=0, progress=False, **settings)
     return {"settings": settings, **_scores(result.after, result.edit_seconds)}
 
 
-def _batch_point(model, cases, method: str, layers: list[int], settings: dict, budget: _Budget) -> dict[str, Any]:
-    if budget.exhausted():
+def _batch_point(model, cases, method: str, layers: list[int], settings: dict, budget: _Budget,
+                 first: bool) -> dict[str, Any]:
+    """One grid point, all cases in one edit (the first point of a grid runs whatever the budget)."""
+    if budget.exhausted() and not first:
         return {"settings": settings, "skipped": "time budget spent"}
     run = run_scaling(model, cases, [method], [len(cases)], fluency_tokens=0, progress=False,
                       hparams={method: {**settings, "layer": layers}}).runs[0]
@@ -384,8 +417,6 @@ def _batch_point(model, cases, method: str, layers: list[int], settings: dict, b
 def _best(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The settings of the measured row with the highest Score (the earliest among ties)."""
     measured = [row for row in rows if "score" in row]
-    if not measured:
-        raise InvalidRequestError("the time budget ran out before any grid point was measured; give a larger budget")
     best = max(measured, key=lambda row: (row["score"], -rows.index(row)))
     return dict(best["settings"])
 

@@ -140,7 +140,8 @@ def family_for_model_type(model_type: str) -> Family:
     known = sorted(t for f in FAMILIES for t in f.model_types)
     raise UnsupportedModelError(
         f"model_type {model_type!r} is not a supported family; supported: {', '.join(known)}. "
-        "To add one, give workbench.families.FAMILIES an entry naming its MLP projections."
+        "To add one, give workbench.families.FAMILIES an entry naming its MLP projections and a tiny-config "
+        "test (docs/adding-a-model-family.md)."
     )
 
 

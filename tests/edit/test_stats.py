@@ -6,7 +6,13 @@ import torch
 
 import workbench
 from workbench import families
-from workbench.edit.stats import accumulate_second_moment, second_moment, second_moments, using_corpus
+from workbench.edit.stats import (
+    accumulate_second_moment,
+    growing_second_moments,
+    second_moment,
+    second_moments,
+    using_corpus,
+)
 
 TEXTS = ["The capital of France is Paris", "Rome is the capital of Italy", "Oxygen has the symbol O"] * 3
 
@@ -35,6 +41,19 @@ def test_several_layers_in_one_pass_equal_each_layer_alone(model, tmp_path):
         alone = second_moment(model, layer, TEXTS, cache_dir=None, progress=False)
         torch.testing.assert_close(together[layer], alone, rtol=1e-6, atol=1e-9)
         assert torch.equal(second_moment(model, layer, TEXTS, cache_dir=tmp_path, progress=False), together[layer])
+
+
+def test_growing_samples_equal_each_sample_computed_alone_and_are_cached_as_such(model, tmp_path):
+    grown = list(growing_second_moments(model, [0, 1], TEXTS, [2, 5, 9], corpus_name="probe", cache_dir=tmp_path,
+                                        progress=False))
+    assert [size for size, _ in grown] == [2, 5, 9]
+    for size, moments in grown:
+        alone = second_moments(model, [0, 1], TEXTS[:size], cache_dir=None, progress=False)
+        for layer in (0, 1):
+            torch.testing.assert_close(moments[layer], alone[layer], rtol=1e-5, atol=1e-8)
+            cached = second_moment(model, layer, TEXTS, corpus_name="probe", n_samples=size, cache_dir=tmp_path,
+                                   progress=False)  # read back, not recomputed
+            assert torch.equal(cached, moments[layer])
 
 
 def test_symmetric_positive_semidefinite_float64(model, tmp_path):

@@ -1,0 +1,37 @@
+"""``workbench calibrate``: bad input refused with the model untouched; a full calibration of the
+bundled fact model on its own knowledge base, checked against what is known of it independently."""
+from __future__ import annotations
+
+import pytest
+
+import workbench
+from workbench.errors import TooFewKnownFactsError
+from workbench.models import cache_root, record_of
+from workbench.settings import read_settings
+from workbench.zoo.knowledge import FACTS_PATH
+
+
+def test_a_model_that_knows_too_few_facts_is_refused_and_left_as_it_was(tiny_model_dirs, tmp_path):
+    model = workbench.load_model(tiny_model_dirs["llama"])
+    tokenizer = model.tokenizer
+    with pytest.raises(TooFewKnownFactsError, match="--facts"):
+        workbench.calibrate(model, output=tmp_path / "settings", progress=False)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+    assert model.tokenizer is tokenizer and model.workbench_settings is None and record_of(model) is None
+
+
+@pytest.mark.slow
+def test_calibrating_factgpt_on_its_knowledge_base(tmp_path):
+    """factgpt was trained on facts.jsonl with a <|endoftext|> before every sentence: calibration must
+    find that prefix, know most taught facts, and write settings that load_model applies."""
+    model = workbench.load_model("factgpt", settings=False)
+    settings = workbench.calibrate(model, facts=FACTS_PATH, budget_seconds=60, output=tmp_path / "s", progress=False)
+    content = settings.content
+    assert settings.prefix == "<|endoftext|>"
+    assert content["facts"]["known"] >= 0.8 * content["facts"]["candidates"]
+    sweep = content["layers"]["sweep"]
+    assert sweep["scores"][str(sweep["best_layer"])]["score"] == max(row["score"] for row in sweep["scores"].values())
+    assert read_settings(tmp_path / "s").content == content
+    reloaded = workbench.load_model("factgpt", settings=tmp_path / "s")
+    assert record_of(reloaded).editor_settings["rome"]["layer"] == content["layers"]["sweep"]["best_layer"]
+    assert not (cache_root() / "settings").exists() or not any((cache_root() / "settings").iterdir())
