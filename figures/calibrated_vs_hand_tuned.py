@@ -1,7 +1,7 @@
 """Calibrated settings against the hand-tuned record of smollm2-135m, on cases neither was tuned on.
 
-    workbench calibrate smollm2-135m            # first: writes the calibrated settings into the cache
-    python figures/calibrated_vs_hand_tuned.py [--rome-cases 40] [--memit-cases 100]
+    workbench calibrate smollm2-135m [--out DIR]   # first: writes the calibrated settings (into the cache)
+    python figures/calibrated_vs_hand_tuned.py [--settings DIR] [--rome-cases 40] [--memit-cases 100]
 
 The hand-tuned settings are those of ``workbench/zoo/records.py`` (tuned on the record's tuning split);
 the calibrated ones were chosen on the calibration's own tuning split. The cases compared are those of
@@ -30,9 +30,10 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--rome-cases", type=int, default=40)
     parser.add_argument("--memit-cases", type=int, default=100)
+    parser.add_argument("--settings", help="the calibrated settings folder (default: the cache's, for these weights)")
     args = parser.parse_args()
     hand = workbench.load_model(args.model, settings=False)
-    calibrated = workbench.load_model(args.model)
+    calibrated = workbench.load_model(args.model, settings=args.settings or True)
     if calibrated.workbench_settings is None:
         raise SystemExit(f"no calibrated settings for {args.model}: run `workbench calibrate {args.model}` first")
     seen = {(c.requested_rewrite.subject, c.requested_rewrite.relation_id)

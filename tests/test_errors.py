@@ -40,6 +40,21 @@ def _already_predicted(tmp_path, model):
     workbench.edit(model, EditRequest(prompt, "France", top), layer=0)
 
 
+def _damaged_settings(tmp_path, model):
+    from workbench.settings import write_settings
+
+    folder = write_settings(tmp_path / "settings", {"weights_sha256": "0" * 64}, {"known_facts.jsonl": ""})
+    (folder / "known_facts.jsonl").write_text("edited\n")
+    workbench.load_model(model.original_model.name_or_path, settings=folder)
+
+
+def _settings_of_other_weights(tmp_path, model):
+    from workbench.settings import write_settings
+
+    folder = write_settings(tmp_path / "settings", {"weights_sha256": "0" * 64}, {})
+    workbench.load_model(model.original_model.name_or_path, settings=folder)
+
+
 TRIGGERS = {
     errors.ModelNotFoundError: lambda tmp_path, model: workbench.load_model(tmp_path / "missing"),
     errors.UnsupportedModelError: _unsupported_model,
@@ -51,6 +66,9 @@ TRIGGERS = {
     errors.DatasetFormatError: _bad_counterfact,
     errors.PromptTooLongError: lambda tmp_path, model: encode(model, "word " * 500),
     errors.TargetAlreadyPredictedError: _already_predicted,
+    errors.TooFewKnownFactsError: lambda tmp_path, model: workbench.calibrate(model, output=tmp_path / "s", progress=False),
+    errors.SettingsDamagedError: _damaged_settings,
+    errors.SettingsMismatchError: _settings_of_other_weights,
 }
 
 
