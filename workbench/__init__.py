@@ -22,7 +22,7 @@ AlphaEdit, knowledge neurons, fine-tuning), :func:`load_edit`. Did the edit work
 __version__ = "0.1.0"
 
 from workbench import edit, plot
-from workbench.calibrate import calibrate
+from workbench.calibration import calibrate
 from workbench.data import CounterFactRecord, EditRequest
 from workbench.edit import EditResult, load_edit
 from workbench.evaluate.bench import run_bench

@@ -158,7 +158,7 @@ def _run_story(args: argparse.Namespace) -> int:
 def _run_calibrate(args: argparse.Namespace) -> int:
     import json
 
-    from workbench.calibrate import calibrate
+    from workbench.calibration import calibrate
 
     settings = calibrate(args.model, facts=args.facts, budget_seconds=args.budget, output=args.out)
     content = settings.content

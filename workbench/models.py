@@ -23,7 +23,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
 from workbench.errors import InvalidRequestError, ModelNotFoundError
-from workbench import families
+from workbench import families, placement
 from workbench.families import family_for_model_type
 from workbench.fingerprint import state_fingerprint
 from workbench.settings import SETTINGS_FILE, CalibratedSettings, read_settings, settings_directory
@@ -94,9 +94,9 @@ def load_model(
     record_name = record_name or getattr(config, RECORD_KEY, None)
     if record_name is not None:
         setattr(config, RECORD_KEY, record_name)
-    placement = _placement(device, device_map, max_memory, offload_folder)
+    where = _placement(device, device_map, max_memory, offload_folder)
     hf_model = AutoModelForCausalLM.from_pretrained(
-        source, config=config, dtype=dtype, attn_implementation="eager", local_files_only=local_only, **placement
+        source, config=config, dtype=dtype, attn_implementation="eager", local_files_only=local_only, **where
     )
     families.keep_full_caches(hf_model)
     calibrated = _calibrated_settings(hf_model, settings)
@@ -116,7 +116,12 @@ def _calibrated_settings(hf_model: PreTrainedModel, settings: str | os.PathLike 
     """The settings ``load_model``'s ``settings`` argument asks for, verified against the weights."""
     if settings is False:
         return None
-    fingerprint = state_fingerprint(hf_model, plain_state_dict(hf_model))
+    state = plain_state_dict(hf_model)
+    for key, value in state.items():
+        if value.device.type == "meta":  # offloaded by a device map: its values live in accelerate's weights map
+            path, _, attribute = key.rpartition(".")
+            state[key] = placement.read(hf_model.get_submodule(path), attribute)
+    fingerprint = state_fingerprint(hf_model, state)
     if settings is True:
         directory = settings_directory(cache_root() / "settings", fingerprint)
         return read_settings(directory, fingerprint) if (directory / SETTINGS_FILE).is_file() else None

@@ -1,6 +1,6 @@
 """A model's calibrated settings: one folder of readable files, checksummed, bound to the weights.
 
-``workbench calibrate`` (:mod:`workbench.calibrate`) measures, from nothing but the model, how its
+``workbench calibrate`` (:mod:`workbench.calibration`) measures, from nothing but the model, how its
 prompts should start, which facts of the bundled knowledge base it knows, a CounterFact-style
 benchmark of those facts, its statistics corpus and sample count, its edit layers and its editors'
 hyper-parameters. It writes them as a folder laid out like a bundled model's record folder:
