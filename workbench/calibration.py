@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import tempfile
 import time
 from collections import Counter
@@ -55,7 +54,7 @@ from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
-from workbench.data import Fact, write_counterfact
+from workbench.data import EditRequest, Fact, write_counterfact
 from workbench.edit.contexts import mean_keys
 from workbench.edit.layers import tracing_window
 from workbench.edit.stats import growing_second_moments, second_moments, using_corpus, weights_fingerprint
@@ -313,8 +312,6 @@ def _sweep_layers(model: TransformerBridge, peak: int) -> list[int]:
 
 def _sample_size(model: TransformerBridge, layers: list[int], known: list[Fact], progress: bool) -> dict[str, Any]:
     """The smallest corpus sample after which C^-1 k stops moving at every one of ``layers``."""
-    from workbench.data import EditRequest
-
     texts = CORPORA[CORPUS]()
     sizes = [n for n in SAMPLE_SIZES if n <= len(texts)]
     requests = [EditRequest("{}", f.subject, f.object) for f in known[:32]]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -66,6 +66,18 @@ class Family:
     (:func:`workbench.edit.norms.pre_norm_change`)."""
 
 
+LLAMA = Family(
+    name="llama",
+    model_types=("llama", "mistral", "qwen2"),
+    layer="model.layers.{}",
+    mlp_in=("model.layers.{}.mlp.gate_proj", "model.layers.{}.mlp.up_proj"),
+    mlp_out="model.layers.{}.mlp.down_proj",
+    embedding="model.embed_tokens",
+    unembedding="lm_head",
+    final_norm="model.norm",
+    layout="linear",
+)
+
 FAMILIES: tuple[Family, ...] = (
     Family(
         name="gpt2",
@@ -102,33 +114,12 @@ FAMILIES: tuple[Family, ...] = (
         layout="linear",
         block_returns_tuple=True,
     ),
-    Family(
-        name="llama",
-        model_types=("llama", "mistral", "qwen2"),
-        layer="model.layers.{}",
-        mlp_in=("model.layers.{}.mlp.gate_proj", "model.layers.{}.mlp.up_proj"),
-        mlp_out="model.layers.{}.mlp.down_proj",
-        embedding="model.embed_tokens",
-        unembedding="lm_head",
-        final_norm="model.norm",
-        layout="linear",
-    ),
-    # Gemma 3 (text): alternating sliding-window and global attention, four RMSNorms per block
-    # (pre and post attention, pre and post MLP, gain 1 + w), embeddings scaled by sqrt(d_model)
-    # inside the embedding module, a gated GELU MLP and an unembedding tied to the embedding.
-    Family(
-        name="gemma3",
-        model_types=("gemma3_text",),
-        layer="model.layers.{}",
-        mlp_in=("model.layers.{}.mlp.gate_proj", "model.layers.{}.mlp.up_proj"),
-        mlp_out="model.layers.{}.mlp.down_proj",
-        embedding="model.embed_tokens",
-        unembedding="lm_head",
-        final_norm="model.norm",
-        layout="linear",
-        sliding_window=True,
-        mlp_out_norm="model.layers.{}.post_feedforward_layernorm",
-    ),
+    LLAMA,
+    # Gemma 3 (text): Llama's module paths, with alternating sliding-window and global attention, four
+    # RMSNorms per block (pre and post attention, pre and post MLP, gain 1 + w), embeddings scaled by
+    # sqrt(d_model) inside the embedding module, a gated GELU MLP and an unembedding tied to the embedding.
+    replace(LLAMA, name="gemma3", model_types=("gemma3_text",), sliding_window=True,
+            mlp_out_norm="model.layers.{}.post_feedforward_layernorm"),
 )
 
 
