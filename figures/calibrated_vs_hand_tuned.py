@@ -1,14 +1,14 @@
-"""Calibrated settings against the hand-tuned record of smollm2-135m, on cases neither was tuned on.
+"""The calibrated settings of smollm2-135m against the hand-tuned ones they replaced, on its evaluation split.
 
-    workbench calibrate smollm2-135m [--out DIR]   # first: writes the calibrated settings (into the cache)
     python figures/calibrated_vs_hand_tuned.py [--settings DIR] [--rome-cases 40] [--memit-cases 100]
 
-The hand-tuned settings are those of ``workbench/zoo/records.py`` (tuned on the record's tuning split);
-the calibrated ones were chosen on the calibration's own tuning split. The cases compared are those of
-the calibrated benchmark's evaluation split whose (subject, relation) is in neither tuning split, so
-neither setting has seen them. Both are measured in this process on the same cases: ROME with each case
-edited alone (``run_bench``), MEMIT with all of them in one batch (``run_scaling``). Writes
-``figures/calibrated_vs_hand_tuned_smollm2.json``.
+The calibrated settings are those ``smollm2-135m`` ships (``workbench/zoo/smollm2/calibrated``, written
+by ``workbench calibrate smollm2-135m --out workbench/zoo/smollm2/calibrated``), or the folder
+``--settings`` names. The hand-tuned settings are :data:`HAND_TUNED`, the record's settings until
+calibration replaced them (model card, "History"). Both were chosen on the record's tuning split;
+the cases compared are the first of its evaluation split, which neither has seen, measured in this
+process: ROME with each case edited alone (``run_bench``), MEMIT with all of them in one batch
+(``run_scaling``). Writes ``figures/calibrated_vs_hand_tuned_smollm2.json``.
 """
 from __future__ import annotations
 
@@ -23,40 +23,48 @@ from workbench.models import record_of
 
 HERE = Path(__file__).parent
 KEYS = ("efficacy_score", "paraphrase_score", "neighborhood_score", "score")
+HAND_TUNED = {
+    "rome": {"layer": 4, "prefixes": (), "v_lr": 1.0, "stop_loss": 0.1, "mom2_n_samples": 2000},
+    "memit": {"layer": [0, 1, 2, 3, 4], "prefixes": (), "v_lr": 1.0, "stop_on": "target", "stop_loss": 0.69,
+              "passes": 2, "mom2_update_weight": 6000.0, "mom2_n_samples": 2000},
+}
+"""smollm2-135m's hand-tuned ROME and MEMIT settings (git history of ``workbench/zoo/records.py``)."""
+
+
+def measure(model, cases_rome, cases_memit, settings: dict | None) -> dict:
+    """ROME (each case alone) and MEMIT (one batch) with ``settings`` (None: the model's own)."""
+    rome_settings = dict(settings["rome"]) if settings else {}
+    rome_layer = rome_settings.pop("layer", None)
+    rome = run_bench(model, cases_rome, "rome", layer=rome_layer, fluency_tokens=0, **rome_settings)
+    memit_settings = {"memit": dict(settings["memit"])} if settings else None
+    memit = run_scaling(model, cases_memit, ["memit"], [len(cases_memit)], fluency_tokens=0,
+                        hparams=memit_settings).runs[0]
+    return {
+        "rome": {"layers": rome.layers, **{k: round(rome.after[k], 2) for k in KEYS},
+                 "edit_seconds": round(rome.edit_seconds, 2), "settings": rome.settings["hparams_in_effect"]},
+        "memit": {**{k: round(memit["after"][k], 2) for k in KEYS}, "edit_seconds": round(memit["edit_seconds"], 1),
+                  "settings": memit["hparams_in_effect"]},
+        "unedited": {k: round(rome.before[k], 2) for k in KEYS},
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--rome-cases", type=int, default=40)
     parser.add_argument("--memit-cases", type=int, default=100)
-    parser.add_argument("--settings", help="the calibrated settings folder (default: the cache's, for these weights)")
+    parser.add_argument("--settings", help="a calibrated settings folder (default: the shipped calibration)")
     args = parser.parse_args()
-    hand = workbench.load_model(args.model, settings=False)
-    calibrated = workbench.load_model(args.model, settings=args.settings or True)
-    if calibrated.workbench_settings is None:
-        raise SystemExit(f"no calibrated settings for {args.model}: run `workbench calibrate {args.model}` first")
-    seen = {(c.requested_rewrite.subject, c.requested_rewrite.relation_id)
-            for model in (hand, calibrated) for c in record_of(model).benchmark(split="tuning")}
-    cases = [c for c in record_of(calibrated).benchmark(split="evaluation")
-             if (c.requested_rewrite.subject, c.requested_rewrite.relation_id) not in seen]
+    model = workbench.load_model("smollm2-135m", settings=args.settings or False)
+    cases = record_of(model).benchmark(split="evaluation")
     rows = {}
-    for label, model in (("hand-tuned", hand), ("calibrated", calibrated)):
-        rome = run_bench(model, cases[: args.rome_cases], "rome", fluency_tokens=0)
-        memit = run_scaling(model, cases[: args.memit_cases], ["memit"], [min(args.memit_cases, len(cases))],
-                            fluency_tokens=0).runs[0]
-        rows[label] = {
-            "rome": {"layers": rome.layers, **{k: round(rome.after[k], 2) for k in KEYS},
-                     "edit_seconds": round(rome.edit_seconds, 2), "settings": rome.settings["hparams_in_effect"]},
-            "memit": {**{k: round(memit["after"][k], 2) for k in KEYS}, "edit_seconds": round(memit["edit_seconds"], 1),
-                      "settings": memit["hparams_in_effect"]},
-            "unedited": {k: round(rome.before[k], 2) for k in KEYS},
-        }
+    for label, settings in (("hand-tuned", HAND_TUNED), ("calibrated", None)):
+        rows[label] = measure(model, cases[: args.rome_cases], cases[: args.memit_cases], settings)
         print(label, json.dumps({m: {k: rows[label][m][k] for k in KEYS} for m in ("rome", "memit", "unedited")}),
               flush=True)
-    out = HERE / f"calibrated_vs_hand_tuned_{args.model.split('-')[0]}.json"
-    out.write_text(json.dumps({"cases_available": len(cases), "rome_cases": min(args.rome_cases, len(cases)),
-                               "memit_cases": min(args.memit_cases, len(cases)), **rows}, indent=1) + "\n")
+    out = HERE / "calibrated_vs_hand_tuned_smollm2.json"
+    out.write_text(json.dumps({"split": "evaluation", "rome_cases": len(cases[: args.rome_cases]),
+                               "memit_cases": len(cases[: args.memit_cases]),
+                               "calibration": str(record_of(model).calibration().directory), **rows}, indent=1) + "\n")
     print(f"results: {out}")
 
 

@@ -2,9 +2,12 @@
 bundled fact model on its own knowledge base, checked against what is known of it independently."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import workbench
+from workbench.calibration import _Budget
 from workbench.errors import TooFewKnownFactsError
 from workbench.models import cache_root, record_of
 from workbench.settings import read_settings
@@ -18,6 +21,15 @@ def test_a_model_that_knows_too_few_facts_is_refused_and_left_as_it_was(tiny_mod
         workbench.calibrate(model, output=tmp_path / "settings", progress=False)
     assert list(tmp_path.iterdir()) == []  # nothing half-written
     assert model.tokenizer is tokenizer and model.workbench_settings is None and record_of(model) is None
+
+
+def test_the_budget_skips_a_grid_point_predicted_to_end_past_it():
+    budget = _Budget(seconds=100.0, started=time.perf_counter() - 50.0)  # 50 s spent
+    budget.last_point["memit"] = 30.0
+    assert budget.refusal("memit", 1.0, first=False) is None  # ends at 80 s
+    assert "predicted to end at 110 s" in budget.refusal("memit", 2.0, first=False)  # two passes: 50 + 60
+    assert budget.refusal("memit", 2.0, first=True) is None  # a grid's first point always runs
+    assert budget.refusal("alphaedit", 1.0, first=False) is None  # nothing measured to predict from
 
 
 @pytest.mark.slow

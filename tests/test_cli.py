@@ -1,7 +1,6 @@
 """The command line's top level."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch

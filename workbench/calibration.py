@@ -13,6 +13,8 @@ a checksummed settings folder bound to the weights (:mod:`workbench.settings`), 
    user's) the model answers under every template of their relation, and a CounterFact-style
    benchmark of them (:func:`workbench.zoo.benchmark.build_benchmark`); one case in five is the
    tuning split, on which everything below is chosen; the evaluation split is never read here.
+   A bundled record that ships facts and a benchmark measured under the prefix found in step 1
+   (smollm2-135m) is calibrated on those instead, so that its evaluation split stays unseen.
 3. **Edit layer**, two ways (Hase et al. 2023 found they often disagree; both are reported, the
    sweep decides): the causal-tracing peak of the MLP indirect effect at the last subject token
    (Meng et al. 2022) on known facts, and a ROME sweep over evenly spaced layers plus that peak on
@@ -29,7 +31,10 @@ a checksummed settings folder bound to the weights (:mod:`workbench.settings`), 
 
 The grids are the same for every model and are written into the settings file with every score.
 A time budget (``budget_seconds``, counted from the start) is checked before each grid point but
-the first; points it leaves out are recorded as skipped, and the best point measured is kept.
+the first of its grid: a point runs only if the time of the grid's last point (doubled for two
+MEMIT passes) still ends within it. Points left out are recorded as skipped, with the prediction,
+and the best point measured is kept. The stages before the grids always run, so a budget below
+their time is overrun by them and by each grid's first point.
 
 Limits: the knowledge base holds English geography, languages, nationality, occupations and
 companies; a model that knows fewer than :data:`MIN_KNOWN_FACTS` of them needs the user's facts
@@ -45,7 +50,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +73,7 @@ from workbench.zoo.benchmark import build_benchmark, first_tokens
 from workbench.zoo.build_real_knowledge import REAL_FACTS_PATH
 from workbench.zoo.corpora import CORPORA
 from workbench.zoo.knowledge import facts_by_relation, load_facts
-from workbench.zoo.records import RECORDS, TUNING_EVERY
+from workbench.zoo.records import RECORDS, TUNING_EVERY, ModelRecord
 from workbench.zoo.recall import measure_recall
 from workbench.zoo.relations import RELATIONS, Relation
 from workbench.zoo.train import TrainingFact
@@ -104,16 +109,33 @@ than not (ln 2), the second on the edited model."""
 ALPHAEDIT_GRID = ({"l2": 10.0}, {"l2": 1.0})
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Budget:
+    """The calibration's time budget, counted from its start. A grid point but the first of its grid
+    runs only if it is predicted to end within the budget: its predicted time is the last measured
+    point of the same grid times the point's relative cost (two MEMIT passes cost about two)."""
+
     seconds: float
     started: float
+    last_point: dict[str, float] = field(default_factory=dict)
+    """grid name -> seconds its last measured point took."""
 
     def spent(self) -> float:
         return time.perf_counter() - self.started
 
-    def exhausted(self) -> bool:
-        return self.spent() >= self.seconds
+    def refusal(self, grid: str, cost: float, first: bool) -> str | None:
+        """Why the point may not run, or None when it may."""
+        predicted = self.last_point.get(grid, 0.0) * cost
+        if first or self.spent() + predicted <= self.seconds:
+            return None
+        return (f"time budget: predicted to end at {self.spent() + predicted:.0f} s "
+                f"(this grid's last point took {self.last_point[grid]:.0f} s), past {self.seconds:.0f} s")
+
+    @contextlib.contextmanager
+    def timing(self, grid: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.last_point[grid] = time.perf_counter() - started
 
 
 def calibrate(
@@ -131,8 +153,8 @@ def calibrate(
             settings, so a calibration never starts from an earlier one's).
         facts: a JSONL facts file (``subject``, ``relation_id``, ``object``, relation ids of
             :data:`workbench.zoo.relations.RELATIONS`) instead of the bundled real-facts knowledge base.
-        budget_seconds: time the calibration may take; grid points that would start after it are
-            skipped and reported (the stages before the grids always run).
+        budget_seconds: time the calibration may take; grid points predicted to end after it are
+            skipped and reported (the stages before the grids, and each grid's first point, always run).
         output: the settings folder (default: ``$WORKBENCH_CACHE/settings/<weights sha256>``, where
             ``load_model`` finds it).
 
@@ -156,11 +178,16 @@ def calibrate(
             state["prompt"] = _prompt_convention(model, candidates, relations, progress)
             set_prompt_prefix(model, state["prompt"]["prefix"])
         with stage("known facts"):
-            known = _known_facts(model, candidates, relations, progress)
-            cases = build_benchmark(candidates, {(f.subject, f.relation_id) for f in known},
-                                    first_tokens(model.tokenizer, candidates), relations=relations)
-            _write_facts(Path(work), known, cases)
-            state["facts"] = _fact_summary(candidates, known, cases, facts)
+            if facts is None and _ships_benchmark(bundled, state["prompt"]["prefix"]):
+                known, cases = bundled.facts(), bundled.benchmark()
+                source = f"the bundled record {bundled.name}'s known facts and benchmark"
+            else:
+                known = _known_facts(model, candidates, relations, progress)
+                cases = build_benchmark(candidates, {(f.subject, f.relation_id) for f in known},
+                                        first_tokens(model.tokenizer, candidates), relations=relations)
+                _write_facts(Path(work), known, cases)
+                source = str(facts) if facts else "bundled real-facts knowledge base"
+            state["facts"] = _fact_summary(candidates, known, cases, source)
         tuning = record_of(model).benchmark(split="tuning")
         with stage("tracing"):
             state["layers"] = {"tracing": _tracing_peak(model, record_of(model).known_facts(TRACE_FACTS), progress)}
@@ -174,7 +201,8 @@ def calibrate(
             state["editors"] = _editor_settings(model, tuning, layer, state["statistics"]["n_samples"],
                                                 _Budget(budget_seconds, started), state)
         state["seconds"] = round(time.perf_counter() - started, 1)
-        files = {name: (Path(work) / name).read_text(encoding="utf-8") for name in ("known_facts.jsonl", "counterfact.json")}
+        files = {name: (Path(work) / name).read_text(encoding="utf-8") for name in ("known_facts.jsonl", "counterfact.json")
+                 if (Path(work) / name).is_file()}
         content = {"weights_sha256": fingerprint, **state}
     write_settings(target, content, files)
     model.workbench_settings = read_settings(target, fingerprint)
@@ -287,10 +315,17 @@ def _write_facts(folder: Path, known: list[Fact], cases) -> None:
     write_counterfact(cases, folder / "counterfact.json")
 
 
-def _fact_summary(candidates: list[Fact], known: list[Fact], cases, source) -> dict[str, Any]:
+def _ships_benchmark(bundled: ModelRecord | None, prefix: str | None) -> bool:
+    """Whether a bundled record ships known facts and a benchmark measured under the prefix calibration
+    found: then they are used (their tuning split keeps the record's evaluation split unseen)."""
+    return (bundled is not None and bundled.prefix == prefix and (bundled.folder / bundled.facts_file).is_file()
+            and (bundled.folder / bundled.benchmark_file).is_file())
+
+
+def _fact_summary(candidates: list[Fact], known: list[Fact], cases, source: str) -> dict[str, Any]:
     count = lambda items: dict(sorted(Counter(items).items()))  # noqa: E731
     tuning = sum(case.case_id % TUNING_EVERY == 0 for case in cases)
-    return {"source": str(source) if source else "bundled real-facts knowledge base", "candidates": len(candidates),
+    return {"source": source, "candidates": len(candidates),
             "known": len(known), "known_by_relation": count(f.relation_id for f in known),
             "benchmark_cases": len(cases), "tuning_cases": tuning, "evaluation_cases": len(cases) - tuning}
 
@@ -397,19 +432,23 @@ def _memit_layers(model: TransformerBridge, layer: int) -> list[int]:
 
 def _bench_point(model, cases, method: str, layer: int, settings: dict, budget: _Budget, first: bool) -> dict[str, Any]:
     """One grid point, each case edited alone (the first point of a grid runs whatever the budget)."""
-    if budget.exhausted() and not first:
-        return {"settings": settings, "skipped": "time budget spent"}
-    result = run_bench(model, cases, method, layer=layer, fluency_tokens=0, progress=False, **settings)
+    refusal = budget.refusal(method, 1.0, first)
+    if refusal:
+        return {"settings": settings, "skipped": refusal}
+    with budget.timing(method):
+        result = run_bench(model, cases, method, layer=layer, fluency_tokens=0, progress=False, **settings)
     return {"settings": settings, **_scores(result.after, result.edit_seconds)}
 
 
 def _batch_point(model, cases, method: str, layers: list[int], settings: dict, budget: _Budget,
                  first: bool) -> dict[str, Any]:
     """One grid point, all cases in one edit (the first point of a grid runs whatever the budget)."""
-    if budget.exhausted() and not first:
-        return {"settings": settings, "skipped": "time budget spent"}
-    run = run_scaling(model, cases, [method], [len(cases)], fluency_tokens=0, progress=False,
-                      hparams={method: {**settings, "layer": layers}}).runs[0]
+    refusal = budget.refusal(method, float(settings.get("passes", 1)), first)
+    if refusal:
+        return {"settings": settings, "skipped": refusal}
+    with budget.timing(method):
+        run = run_scaling(model, cases, [method], [len(cases)], fluency_tokens=0, progress=False,
+                          hparams={method: {**settings, "layer": layers}}).runs[0]
     return {"settings": settings, **_scores(run["after"], run["edit_seconds"])}
 
 

@@ -183,6 +183,15 @@ class CounterFactRecord:
             raise DatasetFormatError("target_true_id is set but requested_rewrite.target_true is None")
         object.__setattr__(self, "extra", _extra_dict(self.extra, _COUNTERFACT_KEYS))
 
+    def prompts_by_group(self) -> dict[str, list[str]]:
+        """The prompts of each of CounterFact's groups: ``efficacy`` (the filled rewrite prompt),
+        ``paraphrase`` and ``neighborhood``."""
+        return {
+            "efficacy": [self.requested_rewrite.filled_prompt()],
+            "paraphrase": list(self.paraphrase_prompts),
+            "neighborhood": list(self.neighborhood_prompts),
+        }
+
 
 @dataclass(frozen=True)
 class ZsreRecord:

@@ -64,6 +64,12 @@ class CalibratedSettings:
         return {rid: tuple(t) for rid, t in self.content.get("templates", {}).items()}
 
     @property
+    def has_own_facts(self) -> bool:
+        """Whether the folder holds its own known facts and benchmark (else the calibration measured on
+        those of the model's bundled record)."""
+        return (self.directory / "counterfact.json").is_file()
+
+    @property
     def editor_settings(self) -> dict[str, dict[str, Any]]:
         """Method -> hyper-parameters (``layer`` included), as :func:`workbench.edit` takes them."""
         return {method: _as_arguments(values) for method, values in self.content["editors"].items()}

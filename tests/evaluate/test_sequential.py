@@ -54,7 +54,7 @@ def test_a_sampled_run_scores_the_first_cases_of_every_batch_so_far(model, tmp_p
     records = benchmark("factgpt", 6)
     edited, fresh = records[:4], records[4:]
     kept, _ = without_edited_neighbours(edited, [case.requested_rewrite.subject for case in edited])
-    unedited_first = summarize(case_metrics(model, kept[:1]))
+    unedited_first = summarize(case_metrics(model, kept[:1], free_generation=True))
     saved = []
     result = run_sequential(model, edited, "ft", batch_size=2, fresh=fresh, held_out=TEXTS, fluency_tokens=0,
                             scored_per_batch=1, after_batch=lambda partial: saved.append(len(partial.rows)),

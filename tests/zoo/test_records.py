@@ -33,11 +33,23 @@ def test_every_record_is_complete(name):
 
 
 @pytest.mark.parametrize("name", sorted(RECORDS))
-def test_editor_settings_name_real_hyper_parameters(tiny_model_dirs, name):
-    model = workbench.load_model(tiny_model_dirs["gpt2"])
+def test_editor_settings_name_real_hyper_parameters(name):
     for method, settings in RECORDS[name].editor_settings.items():
-        valid = {f.name for f in dataclasses.fields(EDITORS[method].defaults(model))} | {"layer"}
+        valid = {f.name for f in dataclasses.fields(EDITORS[method].settings())} | {"layer"}
         assert set(settings) <= valid, (method, set(settings) - valid)
+
+
+@pytest.mark.parametrize("name", [name for name, record in RECORDS.items() if record.calibration() is not None])
+def test_a_shipped_calibration_holds_only_settings_it_measured(name):
+    """Every editor setting a record ships is the best measured row of its calibration grid (no hand-set
+    number), and ROME's layer is the sweep's best."""
+    content = RECORDS[name].calibration().content
+    sweep = content["layers"]["sweep"]
+    assert content["editors"]["rome"]["layer"] == int(max(sweep["scores"], key=lambda l: sweep["scores"][l]["score"]))
+    for method in ("rome", "memit", "alphaedit"):
+        measured = [row for row in content["grids"][method]["rows"] if "score" in row]
+        chosen = {key: value for key, value in content["editors"][method].items() if key != "layer"}
+        assert chosen == max(measured, key=lambda row: row["score"])["settings"], method
 
 
 def test_the_splits_partition_the_benchmark():
@@ -67,8 +79,10 @@ def test_a_records_tuned_settings_are_the_defaults_and_explicit_arguments_win(mo
     from workbench.data import EditRequest
     from workbench.edit.api import hyperparameters
     from workbench.edit.finetune import FineTuneHyperParams
+    from workbench.settings import CalibratedSettings
 
-    tuned = dataclasses.replace(RECORDS["factgpt"], editor_settings={"ft": {"layer": 2, "steps": 3}})
+    calibration = CalibratedSettings(Path("unused"), {"editors": {"ft": {"layer": 2, "steps": 3}}})
+    tuned = dataclasses.replace(RECORDS["factgpt"], calibration=lambda: calibration)
     monkeypatch.setitem(RECORDS, "factgpt", tuned)
     model = workbench.load_model("factgpt")
     request = EditRequest("The capital of {} is", "France", "Rome")

@@ -35,7 +35,6 @@ import torch
 from jaxtyping import Float
 from transformer_lens.model_bridge import TransformerBridge
 
-from workbench import families
 from workbench.data import EditRequest
 from workbench.edit.contexts import mean_keys
 from workbench.edit.memit import MassEditHyperParams, memit_layers, spread_targets
@@ -57,11 +56,6 @@ class AlphaEditHyperParams(MassEditHyperParams):
     null_space_threshold: float = 2e-2
     l2: float = 10.0
 
-
-def hyperparameters_for(model: TransformerBridge) -> AlphaEditHyperParams:
-    """Default AlphaEdit settings for the model's family (the same for every family so far)."""
-    families.family_of(model)
-    return AlphaEditHyperParams()
 
 
 def null_space_projection(

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from transformer_lens.model_bridge import TransformerBridge
 
+from workbench import families
 from workbench.data import CounterFactRecord, EditRequest
 from workbench.edit import alphaedit, caching, finetune, kn, mend, memit, rome, serac
 from workbench.edit.layers import N_FACTS, default_edit_layer
@@ -28,25 +30,26 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class Editor:
-    """One editing method: its default hyper-parameters for a model, and the function applying it
-    as ``apply(result, requests, layer, hparams, progress)``."""
+    """One editing method: its hyper-parameters' class (whose defaults hold for every model; a
+    model's own settings come from its record or calibration, see :func:`hyperparameters`), and the
+    function applying it as ``apply(result, requests, layer, hparams, progress)``."""
 
-    defaults: Callable[[TransformerBridge], Any]
+    settings: Callable[[], Any]
     apply: Callable[..., None]
     edits_layers: bool = True
     """False for editors that keep edits outside the weights (no edit layer is looked up)."""
 
 
 EDITORS: dict[str, Editor] = {
-    "rome": Editor(rome.hyperparameters_for, rome.apply_rome),
-    "memit": Editor(memit.hyperparameters_for, memit.apply_memit),
-    "alphaedit": Editor(alphaedit.hyperparameters_for, alphaedit.apply_alphaedit),
-    "kn": Editor(kn.hyperparameters_for, kn.apply_kn),
-    "ft": Editor(finetune.ft_hyperparameters, finetune.apply_finetune),
-    "ft-l": Editor(finetune.ft_l_hyperparameters, finetune.apply_finetune),
-    "caching": Editor(caching.caching_hyperparameters, caching.apply_caching, edits_layers=False),
-    "serac": Editor(serac.serac_hyperparameters, serac.apply_serac, edits_layers=False),
-    "mend": Editor(mend.mend_hyperparameters, mend.apply_mend, edits_layers=False),
+    "rome": Editor(rome.RomeHyperParams, rome.apply_rome),
+    "memit": Editor(memit.MemitHyperParams, memit.apply_memit),
+    "alphaedit": Editor(alphaedit.AlphaEditHyperParams, alphaedit.apply_alphaedit),
+    "kn": Editor(kn.KnHyperParams, kn.apply_kn),
+    "ft": Editor(finetune.FineTuneHyperParams, finetune.apply_finetune),
+    "ft-l": Editor(functools.partial(finetune.FineTuneHyperParams, linf_bound=0.05), finetune.apply_finetune),
+    "caching": Editor(caching.CachingHyperParams, caching.apply_caching, edits_layers=False),
+    "serac": Editor(serac.SeracHyperParams, serac.apply_serac, edits_layers=False),
+    "mend": Editor(mend.MendHyperParams, mend.apply_mend, edits_layers=False),
 }
 """method name -> :class:`Editor`."""
 
@@ -126,9 +129,10 @@ def edit(
 
 
 def hyperparameters(model: TransformerBridge, method: str, **hparams) -> Any:
-    """The hyper-parameters :func:`edit` runs ``method`` with on ``model``: the method's defaults,
-    overridden by a bundled model's tuned settings, overridden by ``hparams`` (the edit layer,
-    an argument of :func:`edit`, is not among them). Results store them, so that a measurement
+    """The hyper-parameters :func:`edit` runs ``method`` with on ``model``, the one lookup every entry
+    point uses: the method's defaults, overridden by the model's settings (its calibration, or a
+    bundled record's shipped calibration; :func:`workbench.models.record_of`), overridden by
+    ``hparams`` (the edit layer, an argument of :func:`edit`, is not among them). Results store them, so that a measurement
     says which settings it was made with even after a record's settings change.
 
     Raises:
@@ -137,7 +141,9 @@ def hyperparameters(model: TransformerBridge, method: str, **hparams) -> Any:
     """
     if method not in EDITORS:
         raise InvalidRequestError(f"unknown method {method!r}; choose one of {sorted(EDITORS)}")
-    defaults = EDITORS[method].defaults(model)
+    if EDITORS[method].edits_layers:
+        families.family_of(model)  # refuses an unsupported family before anything runs
+    defaults = EDITORS[method].settings()
     known = {f.name for f in dataclasses.fields(defaults)}
     unknown = set(hparams) - known
     if unknown:

@@ -53,11 +53,6 @@ class CachingHyperParams:
             raise InvalidRequestError(f"caching threshold must be in (0, 1], got {self.threshold}")
 
 
-def caching_hyperparameters(model: TransformerBridge) -> CachingHyperParams:
-    """Default caching settings (exact matching) for any model."""
-    return CachingHyperParams()
-
-
 class EditCache:
     """The edits' prompts and targets as token ids, and the rule that answers from them."""
 

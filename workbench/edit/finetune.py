@@ -49,18 +49,6 @@ class FineTuneHyperParams:
     chunk_rows: int = 256
 
 
-def ft_hyperparameters(model) -> FineTuneHyperParams:
-    """Unconstrained fine-tuning (FT)."""
-    families.family_of(model)
-    return FineTuneHyperParams()
-
-
-def ft_l_hyperparameters(model) -> FineTuneHyperParams:
-    """Fine-tuning with an L-infinity bound on the change of every weight (FT-L)."""
-    families.family_of(model)
-    return FineTuneHyperParams(linf_bound=0.05)
-
-
 def apply_finetune(result: EditResult, requests: list[EditRequest], layer: int | None, hparams: FineTuneHyperParams,
                    progress: bool = False) -> None:
     """Fine-tune ``layer``'s MLP output projection (default: the recommended layer) on the requests."""

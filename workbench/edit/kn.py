@@ -50,11 +50,6 @@ class KnHyperParams:
     erase: bool = False
 
 
-def hyperparameters_for(model) -> KnHyperParams:
-    """Default knowledge-neuron editing settings (the paper's, for every family)."""
-    families.family_of(model)
-    return KnHyperParams()
-
 
 def apply_kn(result: EditResult, requests: list[EditRequest], layer: int | None, hparams: KnHyperParams,
              progress: bool = False) -> None:

@@ -90,11 +90,6 @@ LayerUpdate = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 projection, [d_out, d_in] (float64)."""
 
 
-def hyperparameters_for(model) -> MemitHyperParams:
-    """Default MEMIT settings for the model's family (the same for every family so far)."""
-    families.family_of(model)
-    return MemitHyperParams()
-
 
 def memit_layers(model, layer: int | Sequence[int] | None, span: int) -> list[int]:
     """The edited layers: ``layer`` as a list, or the ``span`` layers ending at ``layer`` (default:

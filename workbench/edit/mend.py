@@ -198,11 +198,6 @@ class MendHyperParams:
             raise InvalidRequestError(f"MEND step_scale must be positive, got {self.step_scale}")
 
 
-def mend_hyperparameters(model: TransformerBridge) -> MendHyperParams:
-    """Default MEND settings for any model."""
-    return MendHyperParams()
-
-
 def apply_mend(result: EditResult, requests: list[EditRequest], layer, hparams: MendHyperParams,
                progress: bool = False) -> None:
     """Write ``requests`` with one application of the trained networks (the summed update of all

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float
-from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
 from workbench.data import EditRequest
@@ -76,11 +75,6 @@ class RomeHyperParams:
         return ValueSearch(self.v_steps, self.v_lr, self.v_weight_decay, self.clamp_norm_factor,
                            self.kl_factor, self.stop_loss, self.v_dtype, self.stop_on)
 
-
-def hyperparameters_for(model: TransformerBridge) -> RomeHyperParams:
-    """Default ROME settings for the model's family (the same for every family so far)."""
-    families.family_of(model)  # refuses unsupported families early
-    return RomeHyperParams()
 
 
 def solve_or_explain(matrix: torch.Tensor, right: torch.Tensor) -> torch.Tensor:

@@ -69,11 +69,6 @@ class SeracHyperParams:
             raise InvalidRequestError(f"SERAC context_repeats must be at least 1, got {self.context_repeats}")
 
 
-def serac_hyperparameters(model: TransformerBridge) -> SeracHyperParams:
-    """Default SERAC settings (probability threshold 0.5) for any model."""
-    return SeracHyperParams()
-
-
 def bundled_scope_classifier(model: TransformerBridge) -> ScopeClassifier:
     """The scope classifier of a bundled model: loaded from the cache, or trained there on first use
     (:mod:`workbench.edit.trained`: records whose subjects are not in the evaluation split)."""

@@ -33,6 +33,12 @@ SUMMARY_ROWS = (
     ("neighborhood_magnitude", "Neighborhood Magnitude"),
     ("edit_success", "Edit Success (token acc.)"),
     ("neighborhood_accuracy", "Neighbourhood token acc."),
+    ("efficacy_generation_em", "ES, free generation (EM)"),
+    ("paraphrase_generation_em", "PS, free generation (EM)"),
+    ("neighborhood_generation_em", "NS, free generation (EM)"),
+    ("efficacy_generation_f1", "ES, free generation (F1)"),
+    ("paraphrase_generation_f1", "PS, free generation (F1)"),
+    ("neighborhood_generation_f1", "NS, free generation (F1)"),
     ("fluency", "Fluency (n-gram entropy)"),
 )
 
@@ -74,13 +80,13 @@ class BenchResult(JsonResult):
 
 
 def _edited_case(model: TransformerBridge, case: tuple[CounterFactRecord, list[str]], *, method: str,
-                 layer: int | None, fluency_tokens: int, hparams: dict) -> tuple[dict, list[int]]:
+                 layer: int | None, fluency_tokens: int, free_generation: bool, hparams: dict) -> tuple[dict, list[int]]:
     """One case edited, measured and restored: its metrics (with ``edit_seconds``) and the layers changed."""
     record, prompts = case
     started = time.perf_counter()
     with edit(model, record, method, layer=layer, check_targets=False, **hparams) as result:
         seconds = time.perf_counter() - started
-        (metrics,) = case_metrics(model, [record])
+        (metrics,) = case_metrics(model, [record], free_generation)
         metrics["edit_seconds"] = seconds
         details = (result.info.get("requests") or [{}])[0]
         if "v_steps" in details:  # ROME's search for its value vector
@@ -97,6 +103,7 @@ def run_bench(
     *,
     layer: int | None = None,
     fluency_tokens: int = 30,
+    free_generation: bool = True,
     progress: bool = True,
     engine: LocalEngine | RayEngine | None = None,
     **hparams,
@@ -105,15 +112,17 @@ def run_bench(
 
     ``layer`` is passed to :func:`workbench.edit` (``None``: the method's default). Cases whose
     ``target_new`` the unedited model already predicts are edited anyway (``check_targets=False``)
-    rather than aborting the run; their efficacy says so. ``engine`` edits the cases elsewhere,
+    rather than aborting the run; their efficacy says so. ``free_generation`` adds the exact match
+    and token F1 of greedy generations (:mod:`workbench.evaluate.generation`). ``engine`` edits the cases elsewhere,
     e.g. on Ray workers (:mod:`workbench.engines`); the unedited model is measured here.
     """
-    before_cases = case_metrics(model, records)
+    before_cases = case_metrics(model, records, free_generation)
     before = summarize(before_cases)
     generation_prompts = [list(r.generation_prompts[:2]) for r in records]
     if fluency_tokens:
         before["fluency"] = fluency(model, [p for ps in generation_prompts for p in ps], max_new_tokens=fluency_tokens)
-    work = partial(_edited_case, method=method, layer=layer, fluency_tokens=fluency_tokens, hparams=hparams)
+    work = partial(_edited_case, method=method, layer=layer, fluency_tokens=fluency_tokens,
+                   free_generation=free_generation, hparams=hparams)
     outcomes = (engine or LocalEngine()).map(model, work, list(zip(records, generation_prompts)),
                                              desc=f"bench {method}", progress=progress)
     cases = [metrics for metrics, _ in outcomes]
@@ -127,5 +136,5 @@ def run_bench(
         cases=cases,
         edit_seconds=mean(case["edit_seconds"] for case in cases),
         settings={"hparams": hparams, "hparams_in_effect": dataclasses.asdict(hyperparameters(model, method, **hparams)),
-                  "layer": layer, "fluency_tokens": fluency_tokens},
+                  "layer": layer, "fluency_tokens": fluency_tokens, "free_generation": free_generation},
     )

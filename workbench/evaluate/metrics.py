@@ -15,6 +15,8 @@ toolkits report it under the same names: ``edit_success`` is the token accuracy 
 ``target_new`` on rewrite and paraphrase prompts (Mitchell et al.'s in-scope Edit Success) and
 ``neighborhood_accuracy`` that of ``target_true`` on neighbourhood prompts, whose drop after an
 edit is the Drawdown. Per-case values are averaged over prompts, then over cases, as in ROME.
+Free-generation exact match and token F1 of the same prompts (:mod:`workbench.evaluate.generation`)
+are added on request: they judge what the model says, where these judge what it scores.
 """
 from __future__ import annotations
 
@@ -26,20 +28,14 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
 from workbench.errors import InvalidRequestError
+from workbench.evaluate.generation import generation_metrics
 from workbench.evaluate.probabilities import score_targets
 
 GROUPS = ("efficacy", "paraphrase", "neighborhood")
-SCORE_ABBREVIATIONS = {"efficacy_score": "ES", "paraphrase_score": "PS", "neighborhood_score": "NS", "score": "S"}
+SCORE_ABBREVIATIONS = {"efficacy_score": "ES", "paraphrase_score": "PS", "neighborhood_score": "NS", "score": "S",
+                       "efficacy_generation_em": "ES-gen", "paraphrase_generation_em": "PS-gen",
+                       "neighborhood_generation_em": "NS-gen"}
 """The usual short names of the three scores and their harmonic mean."""
-
-
-def case_prompts(record: CounterFactRecord) -> dict[str, list[str]]:
-    """The prompts of each group of one case."""
-    return {
-        "efficacy": [record.requested_rewrite.filled_prompt()],
-        "paraphrase": list(record.paraphrase_prompts),
-        "neighborhood": list(record.neighborhood_prompts),
-    }
 
 
 def case_templates(record: CounterFactRecord) -> set[str]:
@@ -75,13 +71,16 @@ def without_edited_neighbours(
     return kept, dropped
 
 
-def case_metrics(model: TransformerBridge, records: Sequence[CounterFactRecord]) -> list[dict[str, float]]:
-    """Per-case scores, magnitudes and token accuracies, from one batched scoring of both objects."""
+def case_metrics(model: TransformerBridge, records: Sequence[CounterFactRecord],
+                 free_generation: bool = False) -> list[dict[str, float]]:
+    """Per-case scores, magnitudes and token accuracies, from one batched scoring of both objects;
+    with ``free_generation``, also each group's exact match and token F1 of greedy generations
+    (:mod:`workbench.evaluate.generation`: ``efficacy_generation_em``, ...)."""
     rows = []  # (case index, group, prompt)
     for index, record in enumerate(records):
         if record.requested_rewrite.target_true is None:
             raise InvalidRequestError(f"case {record.case_id} has no target_true; CounterFact metrics need one")
-        for group, prompts in case_prompts(record).items():
+        for group, prompts in record.prompts_by_group().items():
             rows.extend((index, group, prompt) for prompt in prompts)
     prompts = [prompt for _, _, prompt in rows]
     # one call for both objects: single-token objects of a prompt share one scored row
@@ -101,10 +100,14 @@ def case_metrics(model: TransformerBridge, records: Sequence[CounterFactRecord])
         correct = true_correct[row] if group == "neighborhood" else new_correct[row]
         key = "neighborhood_accuracy" if group == "neighborhood" else "edit_success"
         values.setdefault(key, []).append(100.0 * bool(correct))
-    return [
+    cases = [
         {"case_id": record.case_id, **{key: mean(items) for key, items in values.items()}}
         for record, values in zip(records, per_case)
     ]
+    if free_generation:
+        for case, generated in zip(cases, generation_metrics(model, records)):
+            case.update({key: value for key, value in generated.items() if key != "case_id"})
+    return cases
 
 
 def summarize(cases: Sequence[dict[str, float]]) -> dict[str, float]:

@@ -64,7 +64,8 @@ class ScalingResult(JsonResult):
         return plot_scaling([self])
 
     def table(self, metrics: Sequence[str] = ("efficacy_score", "paraphrase_score", "neighborhood_score", "score",
-                                               "fluency")) -> str:
+                                               "efficacy_generation_em", "paraphrase_generation_em",
+                                               "neighborhood_generation_em", "fluency")) -> str:
         """Plain-text table: method, N, each metric after the edits, seconds, peak MB."""
         header = f"{'method':<8}{'N':>6}" + "".join(f"{SCORE_ABBREVIATIONS.get(m, m):>9}" for m in metrics) + f"{'seconds':>10}{'peak MB':>9}"
         lines = [header, "-" * len(header)]
@@ -116,6 +117,7 @@ def run_scaling(
     batch_size: int = 1,
     fluency_cases: int = 20,
     fluency_tokens: int = 20,
+    free_generation: bool = True,
     progress: bool = True,
     hparams: dict[str, dict] | None = None,
     checkpoint: str | Path | None = None,
@@ -126,6 +128,8 @@ def run_scaling(
     Args:
         hparams: per-method keyword arguments of :func:`workbench.edit` (hyper-parameters and
             ``layer``), e.g. ``{"memit": {"span": 2}, "rome": {"layer": 3}}``.
+        free_generation: also measure the exact match and token F1 of greedy generations
+            (:mod:`workbench.evaluate.generation`).
         checkpoint: a JSON file the result is saved to after every run. If it exists, it must
             hold a run of this mode and these settings (e.g. one that was interrupted): its runs
             are kept and not repeated, so a long sweep resumes where it stopped.
@@ -147,7 +151,8 @@ def run_scaling(
         raise InvalidRequestError(f"batch_size must be at least 1, got {batch_size}")
     hparams = hparams or {}
     result = ScalingResult(mode=mode, batch_size=batch_size if mode == "sequential" else 0,
-                           settings={"fluency_cases": fluency_cases, "fluency_tokens": fluency_tokens, "hparams": hparams})
+                           settings={"fluency_cases": fluency_cases, "fluency_tokens": fluency_tokens,
+                                     "free_generation": free_generation, "hparams": hparams})
     if checkpoint is not None and Path(checkpoint).exists():
         result = _resumed(result, ScalingResult.load(checkpoint), checkpoint)
     done = {(run["method"], run["n_edits"]) for run in result.runs}
@@ -155,9 +160,9 @@ def run_scaling(
     # the unedited model's measure of each size: the checkpoint's runs already hold it for theirs
     befores = {run["n_edits"]: run["before"] for run in result.runs}
     for n in tqdm(sorted({n for _, n in plan} - set(befores)), desc="unedited model", unit="size", disable=not progress):
-        befores[n] = _measure(model, records[:n], fluency_cases, fluency_tokens)
+        befores[n] = _measure(model, records[:n], fluency_cases, fluency_tokens, free_generation)
     work = partial(_edited_run, mode=mode, batch_size=batch_size, hparams=hparams, fluency_cases=fluency_cases,
-                   fluency_tokens=fluency_tokens)
+                   fluency_tokens=fluency_tokens, free_generation=free_generation)
     order = list(dict.fromkeys([*methods, *(run["method"] for run in result.runs)]))
 
     def keep(index: int, run: dict) -> None:  # each run as it arrives, so a checkpoint holds every finished one
@@ -172,7 +177,7 @@ def run_scaling(
 
 
 def _edited_run(model: TransformerBridge, run: tuple[str, list[CounterFactRecord]], *, mode: str, batch_size: int,
-                hparams: dict, fluency_cases: int, fluency_tokens: int) -> dict:
+                hparams: dict, fluency_cases: int, fluency_tokens: int, free_generation: bool) -> dict:
     """One (method, cases) run: the cases written in ``mode``, timed, measured, and the model restored.
 
     Statistics (C) and the edit layer stay those of the unedited model (pinned); an untimed one-case
@@ -199,7 +204,7 @@ def _edited_run(model: TransformerBridge, run: tuple[str, list[CounterFactRecord
                     memory_bytes += applied.info.get("memory_bytes", 0)
                     del applied
             seconds = time.perf_counter() - started
-            after = _measure(model, cases, fluency_cases, fluency_tokens)
+            after = _measure(model, cases, fluency_cases, fluency_tokens, free_generation)
             changed = _changed_elements(model, unedited)
         finally:
             _restore_parameters(model, unedited)
@@ -238,11 +243,13 @@ def _restore_parameters(model: TransformerBridge, copy: dict[str, torch.Tensor])
         set_parameter(model, name, values)
 
 
-def _measure(model: TransformerBridge, cases: Sequence[CounterFactRecord], fluency_cases: int, tokens: int) -> dict:
+def _measure(model: TransformerBridge, cases: Sequence[CounterFactRecord], fluency_cases: int, tokens: int,
+             free_generation: bool) -> dict:
     """CounterFact metrics of ``cases`` (written together: neighbourhood prompts about their own
-    subjects are left out, their number kept as ``neighbour_prompts_excluded``) and fluency."""
+    subjects are left out, their number kept as ``neighbour_prompts_excluded``), free-generation ones
+    where asked, and fluency."""
     measured, dropped = without_edited_neighbours(cases, [case.requested_rewrite.subject for case in cases])
-    metrics = {**summarize(case_metrics(model, measured)), "neighbour_prompts_excluded": dropped}
+    metrics = {**summarize(case_metrics(model, measured, free_generation)), "neighbour_prompts_excluded": dropped}
     prompts = [case.generation_prompts[0] for case in cases[:fluency_cases] if case.generation_prompts]
     if prompts and tokens:
         metrics["fluency"] = fluency(model, prompts, max_new_tokens=tokens)

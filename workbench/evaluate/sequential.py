@@ -41,7 +41,8 @@ from workbench.evaluate.metrics import SCORE_ABBREVIATIONS, case_metrics, summar
 from workbench.results import JsonResult
 from workbench.tokens import pad_right
 
-SCORES = ("efficacy_score", "paraphrase_score", "neighborhood_score", "score")
+SCORES = ("efficacy_score", "paraphrase_score", "neighborhood_score", "score",
+          "efficacy_generation_em", "paraphrase_generation_em", "neighborhood_generation_em")
 
 
 @dataclass(repr=False)
@@ -61,7 +62,8 @@ class SequentialResult(JsonResult):
         return plot_sequential([self])
 
     def table(self) -> str:
-        """Plain text: edits so far, their ES/PS/NS/Score, fresh NS, fluency, perplexity, seconds."""
+        """Plain text: edits so far, their ES/PS/NS/Score and free-generation ES/PS/NS, fresh NS, fluency,
+        perplexity, seconds."""
         names = [SCORE_ABBREVIATIONS[s] for s in SCORES] + ["fresh NS", "fluency", "ppl", "seconds"]
         header = f"{'edits':>6}" + "".join(f"{name:>10}" for name in names)
         lines = [f"{self.method}, batches of {self.batch_size}", header, "-" * len(header)]
@@ -101,6 +103,7 @@ def run_sequential(
     held_out: Sequence[str],
     fluency_cases: int = 20,
     fluency_tokens: int = 20,
+    free_generation: bool = True,
     scored_per_batch: int | None = None,
     after_batch: Callable[[SequentialResult], None] | None = None,
     progress: bool = True,
@@ -109,7 +112,9 @@ def run_sequential(
     """Write ``records`` in batches of ``batch_size`` with ``method`` (keyword arguments of
     :func:`workbench.edit` in ``hparams``), measuring after each batch; the model is restored.
     ``scored_per_batch`` limits the edited cases scored to the first that many of each batch;
-    ``after_batch`` is called with the result so far after every batch (to save long runs as they go)."""
+    ``after_batch`` is called with the result so far after every batch (to save long runs as they go);
+    ``free_generation`` adds the exact match and token F1 of greedy generations
+    (:mod:`workbench.evaluate.generation`), also of the fresh neighbours (``fresh_neighborhood_generation``)."""
     if batch_size < 1 or not records:
         raise InvalidRequestError("give at least one record and a batch size of at least 1")
     if scored_per_batch is not None and scored_per_batch < 1:
@@ -118,7 +123,8 @@ def run_sequential(
         raise InvalidRequestError("give fresh (never edited) cases and held-out texts to measure collateral damage")
     result = SequentialResult(method=method, batch_size=batch_size, settings={
         "hparams": hparams, "fresh_cases": len(fresh), "held_out_texts": len(held_out),
-        "fluency_cases": fluency_cases, "fluency_tokens": fluency_tokens, "scored_per_batch": scored_per_batch})
+        "fluency_cases": fluency_cases, "fluency_tokens": fluency_tokens, "free_generation": free_generation,
+        "scored_per_batch": scored_per_batch})
 
     fluency_prompts = [case.generation_prompts[0] for case in records[:fluency_cases] if case.generation_prompts]
     subjects = [case.requested_rewrite.subject for case in records]
@@ -129,10 +135,13 @@ def run_sequential(
     scored = [batch[:scored_per_batch] for batch in batches]  # all of each batch when None
 
     def measure(edits: int, cases: list[CounterFactRecord], seconds: float) -> dict:
+        fresh_scores = summarize(case_metrics(model, fresh, free_generation))
         row = {"edits": edits, "edit_seconds": round(seconds, 2), "scored_cases": len(cases),
-               "edited": summarize(case_metrics(model, cases)),
-               "fresh_neighborhood": summarize(case_metrics(model, fresh))["neighborhood_score"],
+               "edited": summarize(case_metrics(model, cases, free_generation)),
+               "fresh_neighborhood": fresh_scores["neighborhood_score"],
                "perplexity": perplexity(model, held_out)}
+        if free_generation:
+            row["fresh_neighborhood_generation"] = fresh_scores["neighborhood_generation_em"]
         if fluency_prompts and fluency_tokens:
             row["fluency"] = fluency(model, fluency_prompts, max_new_tokens=fluency_tokens)
         return row

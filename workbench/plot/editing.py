@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
-from workbench.evaluate.metrics import GROUPS, SCORE_ABBREVIATIONS, case_prompts
+from workbench.evaluate.metrics import GROUPS, SCORE_ABBREVIATIONS
 from workbench.evaluate.probabilities import score_targets
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ def target_probabilities(model: TransformerBridge, record: CounterFactRecord) ->
     """group -> ``[prompts, 2]`` array of (p(target_new), p(target_true)) on the case's prompts."""
     request = record.requested_rewrite
     result = {}
-    for group, prompts in case_prompts(record).items():
+    for group, prompts in record.prompts_by_group().items():
         if prompts:
             targets = [request.target_new] * len(prompts) + [request.target_true] * len(prompts)
             both = score_targets(model, prompts + prompts, targets).log_prob.exp().view(2, len(prompts))
@@ -56,9 +56,10 @@ def plot_edit_probabilities(before: dict[str, np.ndarray], after: dict[str, np.n
 
 def plot_bench(result: BenchResult) -> Figure:
     """Efficacy, Paraphrase and Neighborhood Scores and their harmonic mean (Score), unedited and
-    edited, from a bench run of independent edits (Meng et al. 2022, Table 4's columns)."""
+    edited, from a bench run of independent edits (Meng et al. 2022, Table 4's columns), and beside
+    them the free-generation exact match of the same prompt groups (ES-gen, PS-gen, NS-gen) where measured."""
     keys = [key for key in SCORE_ABBREVIATIONS if key in result.after]
-    figure, ax = plt.subplots(figsize=(5.5, 3.4), constrained_layout=True)
+    figure, ax = plt.subplots(figsize=(1.5 + 0.6 * len(keys), 3.4), constrained_layout=True)
     positions = np.arange(len(keys))
     for offset, (label, values, colour) in enumerate((("unedited", result.before, "tab:gray"),
                                                       ("edited", result.after, "tab:blue"))):

@@ -1,5 +1,6 @@
 """The sequential-editing figure (after Fang et al. 2025, AlphaEdit, Figure 1 and Table 1): each
-metric after every batch against the number of edits so far, one line per method."""
+metric after every batch against the number of edits so far, one line per method; where free-generation
+exact match was measured, a dashed line of the same colour beside the teacher-forced score."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -19,6 +20,13 @@ PANELS = {
     "fluency": ("Fluency", "generation n-gram entropy"),
 }
 """metric -> (panel title, y-axis label)."""
+FREE_GENERATION = {
+    "efficacy_score": "efficacy_generation_em",
+    "paraphrase_score": "paraphrase_generation_em",
+    "neighborhood_score": "neighborhood_generation_em",
+    "fresh_neighborhood": "fresh_neighborhood_generation",
+}
+"""teacher-forced metric -> its free-generation exact match, drawn dashed in the same panel."""
 
 
 def _value(row: dict, metric: str) -> float:
@@ -30,8 +38,13 @@ def plot_sequential(results: Sequence[SequentialResult], metrics: Sequence[str] 
     figure, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.8), constrained_layout=True)
     for ax, metric in zip(np.atleast_1d(axes), metrics):
         for index, result in enumerate(results):
-            ax.plot([row["edits"] for row in result.rows], [_value(row, metric) for row in result.rows], marker="o",
+            edits = [row["edits"] for row in result.rows]
+            ax.plot(edits, [_value(row, metric) for row in result.rows], marker="o",
                     markersize=3, color=f"C{index}", label=f"{result.method} (batches of {result.batch_size})")
+            generated = [_value(row, FREE_GENERATION.get(metric, "")) for row in result.rows]
+            if not np.isnan(generated).all():
+                ax.plot(edits, generated, linestyle="--", marker="x", markersize=3, color=f"C{index}",
+                        label=f"{result.method}, free generation (exact match)")
         ax.set_xlabel("edits so far")
         title, label = PANELS.get(metric, (metric, metric))
         ax.set_ylabel(label, fontsize=8)

@@ -9,6 +9,7 @@ read a record themselves. A loaded model carries its record's name in its Huggin
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from workbench.data import CounterFactRecord, Fact, read_counterfact
 from workbench.errors import InvalidRequestError, ModelNotFoundError
+from workbench.settings import CalibratedSettings, read_settings
 from workbench.zoo.corpora import CORPORA, package_file
 from workbench.zoo.knowledge import load_facts
 from workbench.zoo.relations import RELATIONS, Relation
@@ -40,8 +42,8 @@ class ModelRecord:
             (a bundled directory, or one converted into the cache on first use).
         prefix: the special token put before every prompt (``None``: nothing), measured per model.
         corpus: name of the default statistics corpus (:data:`workbench.zoo.corpora.CORPORA`).
-        editor_settings: method -> hyper-parameter overrides (``layer`` included), tuned on the
-            benchmark's tuning split.
+        calibration: returns the model's calibrated settings (:mod:`workbench.settings`), or None:
+            a bundled record's shipped calibration, or a user's (:func:`calibrated_record`).
         settings_note: how the settings were found.
         templates: relation id -> prompt templates replacing :data:`~workbench.zoo.relations.RELATIONS`'
             for this model (the first is the rewrite prompt; measured to suit the model).
@@ -52,11 +54,17 @@ class ModelRecord:
     weights: Callable[[Path], Path]
     prefix: str | None
     corpus: str
-    editor_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    calibration: Callable[[], CalibratedSettings | None] = lambda: None
     settings_note: str = ""
     templates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     facts_file: str = "known_facts.jsonl"
     benchmark_file: str = "counterfact.json"
+
+    @property
+    def editor_settings(self) -> Mapping[str, Mapping[str, Any]]:
+        """Method -> hyper-parameter overrides (``layer`` included), from the calibration; none without one."""
+        settings = self.calibration()
+        return settings.editor_settings if settings is not None else {}
 
     @property
     def card(self) -> Path:
@@ -151,20 +159,29 @@ def _gemma3_weights(cache: Path) -> Path:
                                cache / "models")
 
 
-def calibrated_record(settings, bundled: ModelRecord | None, source: str) -> ModelRecord:
-    """The record of a calibrated model: its settings folder (known facts, benchmark) and measured
-    prefix, corpus, templates and editor settings; where the weights come from and the model card
-    stay the bundled record's (a model without one is read from ``source``)."""
+def calibrated_record(settings: CalibratedSettings, bundled: ModelRecord | None, source: str) -> ModelRecord:
+    """The record of a calibrated model: its measured prefix, corpus, templates and editor settings,
+    and its known facts and benchmark (the settings folder's own, or the bundled record's when the
+    calibration measured on those); where the weights come from and the model card stay the bundled
+    record's (a model without one is read from ``source``)."""
+    own_facts = bundled is None or settings.has_own_facts
     return ModelRecord(
         name=bundled.name if bundled else Path(source).name,
-        folder=settings.directory,
+        folder=settings.directory if own_facts else bundled.folder,
         weights=bundled.weights if bundled else (lambda cache: Path(source)),
         prefix=settings.prefix,
         corpus=settings.corpus,
-        editor_settings=settings.editor_settings,
+        calibration=lambda: settings,
         settings_note=f"calibrated by `workbench calibrate` ({settings.directory / 'settings.json'})",
         templates=settings.templates,
+        **({} if own_facts else {"facts_file": bundled.facts_file, "benchmark_file": bundled.benchmark_file}),
     )
+
+
+@functools.cache
+def _shipped_calibration(folder: Path) -> CalibratedSettings:
+    """A calibration shipped with the package (read and verified once per process)."""
+    return read_settings(folder)
 
 
 RECORDS: dict[str, ModelRecord] = {
@@ -187,37 +204,17 @@ RECORDS: dict[str, ModelRecord] = {
             corpus="wikipedia-vital-leads",
             templates={"P17": ("{} is a city in the country of", "The city of {} is located in the country of",
                                "{} is a city located in the country of")},
-            editor_settings={"rome": {"layer": 4, "prefixes": (), "v_lr": 1.0, "stop_loss": 0.1, "mom2_n_samples": 2000},
-                             "memit": {"layer": 4, "span": 5, "prefixes": (), "v_lr": 1.0, "stop_on": "target",
-                                       "stop_loss": 0.69, "passes": 2, "mom2_update_weight": 6000.0,
-                                       "mom2_n_samples": 2000},
-                             "alphaedit": {"layer": 4, "span": 5, "prefixes": (), "v_lr": 1.0, "stop_loss": 0.3,
-                                           "null_space_threshold": 0.02, "l2": 10.0, "mom2_n_samples": 2000},
-                             "ft": {"layer": 4}, "ft-l": {"layer": 4}},
+            calibration=lambda: CalibratedSettings(ZOO / "smollm2", {"editors": {  # hand-tuned; calibrated next
+                "rome": {"layer": 4, "prefixes": (), "v_lr": 1.0, "stop_loss": 0.1, "mom2_n_samples": 2000},
+                "memit": {"layer": 4, "span": 5, "prefixes": (), "v_lr": 1.0, "stop_on": "target", "stop_loss": 0.69,
+                          "passes": 2, "mom2_update_weight": 6000.0, "mom2_n_samples": 2000},
+                "alphaedit": {"layer": 4, "span": 5, "prefixes": (), "v_lr": 1.0, "stop_loss": 0.3,
+                              "null_space_threshold": 0.02, "l2": 10.0, "mom2_n_samples": 2000},
+                "ft": {"layer": 4}, "ft-l": {"layer": 4}}}),
             settings_note=(
-                "Tuned on the benchmark's tuning split with python -m workbench.zoo.tuning (measurements in "
-                "tuning.json; the evaluation split is never used). ROME: at layer 4 on 16 tuning cases the default "
-                "context prefixes failed where a subject's key right after <|endoftext|> differs from its key "
-                "mid-text (ES 93.8: the update reached the bare prompt of 'Xiamen' at 12% strength), so edits use no "
-                "prefixes (ES 100 / PS 93.8 / NS 98.8); v_lr 1 and stop_loss 0.1 cut the search from 10.7 to 7.5 "
-                "steps at the same scores. Layer 4 is chosen by editing: the sweep over layers 0-24 (step 3, same "
-                "cases and settings) scores 97.2 at layers 0, 3 and 6 and falls to 87.4 at layer 21 as neighbours "
-                "move; layer 4 scored 97.4, the best measured. Causal tracing (24 known facts, window 10) peaks at "
-                "layer 3 with a plateau over layers 1-5, so both ways point at the early layers. Statistics over the "
-                "first 2,000 corpus texts (about 0.3M tokens). MEMIT: layers 0-4 without prefixes, lambda 3,000, v_lr 1 and "
-                "stop_loss 0.3, chosen on batches of all 147 tuning cases (ES 98.6 / PS 88.8 / NS 92.5; lambda 5,000: "
-                "95.9 / 86.4 / 93.4; layers 4-8: 95.9 / 84.0 / 93.4); the paper's lambda of 15,000 realises only 21-28% of "
-                "each layer's share here (ES 72). No setting tried keeps NS within 5 points of unedited at 147 edits when neighbourhood prompts about subjects of the same batch are counted (20% of them; they are left out since, and the settings were not re-tuned). "
-                "MEMIT since passes=2: two passes of target search and spread, each search stopping when the whole "
-                "target's NLL is below ln 2 (its probability above 1/2), lambda 6,000, chosen on 1,000 GeoNames cities "
-                "outside the evaluation ones in one batch (one pass, stop 0.3: ES 91.4; these settings: 97.0 with NS "
-                "within 8 points of unedited) and checked on the 147 tuning cases in one batch (ES 98.6 / PS 89.8 / "
-                "NS 97.6 against 98.6 / 88.8 / 97.7 for the one-pass settings above, measured together). "
-                "AlphaEdit: MEMIT's layers and one-pass search settings with the paper's null-space threshold 2e-2 and l2 10 "
-                "(100 tuning cases in one batch: ES 99.0 / PS 89.5 / NS 93.8; l2 1: 100 / 91.5 / 93.3; threshold 1e-2: "
-                "97.0 / 87.0 / 94.4 with l2 10, 100 / 90.5 / 92.9 with l2 1); the paper's values are kept: their "
-                "Score is within one case of the best and their NS higher, which sequential editing needs. "
-                "FT and FT-L: layer 4, untuned. Tables in the model card."
+                "Every editor setting comes from `workbench calibrate smollm2-135m`, shipped in calibrated/settings.json "
+                "(tuned on this record's tuning split; the evaluation split is never read). The hand-tuned settings "
+                "it replaced, and how they were found, are in the model card's history and tuning.json."
             ),
         ),
         ModelRecord(
