@@ -22,7 +22,8 @@ METHOD_MODULES = [
     "workbench.edit.rome", "workbench.edit.memit", "workbench.edit.alphaedit",
     "workbench.edit.kn", "workbench.edit.finetune", "workbench.edit.caching", "workbench.edit.serac",
     "workbench.edit.scope", "workbench.edit.mend", "workbench.edit.stats", "workbench.edit.targets",
-    "workbench.edit.contexts", "workbench.evaluate.metrics", "workbench.evaluate.fluency",
+    "workbench.edit.contexts", "workbench.evaluate.metrics", "workbench.evaluate.fluency", "workbench.evaluate.generation",
+    "workbench.easyedit",
     "workbench.evaluate.scaling", "workbench.evaluate.sequential", "workbench.zoo.mass_requests",
 ]
 CITATION = re.compile(r"et al\.,? \(?(19|20)\d\d|\((19|20)\d\d\)|et al\. (19|20)\d\d")

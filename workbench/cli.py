@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-size", type=int, default=1, help="sequential mode: edits per group (default: 1)")
     bench.add_argument("--layer", type=int, help="layer to edit (default: recommended by causal tracing)")
     _add_settings_option(bench)
-    bench.add_argument("--data", help="a counterfact.json, or 'cities' for requests about GeoNames cities (default: the "
+    bench.add_argument("--data", help="a counterfact.json, an EasyEdit dataset (CounterFact, zsRE or KnowEdit "
+                       "layout), or 'cities' for requests about GeoNames cities (default: the "
                        "evaluation split of the bundled model's own benchmark)")
     bench.add_argument("--model", default="factgpt")
     bench.add_argument("--fluency-tokens", type=int, default=30, help="tokens per generation for fluency (0: skip)")
@@ -118,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="cases after the edited ones whose neighbourhood prompts are never edited (default: 50)")
     sequential.add_argument("--held-out", type=int, default=50,
                             help="last texts of the model's statistics corpus to measure perplexity on (default: 50)")
-    sequential.add_argument("--data", help="a counterfact.json, or 'cities' (default: the evaluation split of the "
+    sequential.add_argument("--data", help="a counterfact.json, an EasyEdit dataset, or 'cities' (default: the "
+                            "evaluation split of the "
                             "bundled model's own benchmark)")
     sequential.add_argument("--layer", type=int, help="layer to edit (default: the record's tuned layer, else causal tracing)")
     sequential.add_argument("--model", default="smollm2-135m")
@@ -370,10 +372,11 @@ def _run_sequential(args: argparse.Namespace) -> int:
 
 
 def _bench_records(model, data: str | None, n_cases: int):
-    """The first ``n_cases`` CounterFact cases: from ``--data`` (a file, or ``cities`` for the requests
+    """The first ``n_cases`` CounterFact cases: from ``--data`` (a 2022 CounterFact file or an EasyEdit
+    dataset of any layout, :mod:`workbench.easyedit`, or ``cities`` for the requests
     of :mod:`workbench.zoo.mass_requests`), else the evaluation split of the model's own benchmark (its
     record's; settings are tuned on the other split)."""
-    from workbench.data import read_counterfact
+    from workbench.easyedit import read_cases
     from workbench.models import record_of
 
     record = record_of(model)
@@ -384,7 +387,7 @@ def _bench_records(model, data: str | None, n_cases: int):
             raise InvalidRequestError("--data cities needs a bundled model (its record's templates)")
         return mass_requests(model.tokenizer, record.name, n_cases)
     if data:
-        return read_counterfact(data)[:n_cases]
+        return read_cases(data)[:n_cases]
     if record is None:
         raise InvalidRequestError("this model has no bundled benchmark: pass --data counterfact.json")
     cases = record.benchmark(n_cases, split="evaluation")
