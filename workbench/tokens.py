@@ -112,3 +112,21 @@ def locate_subject(model: TransformerBridge, prompt: str, subject: str, search_f
 def target_ids(model: TransformerBridge, target: str) -> list[int]:
     """Token ids of ``target`` as a continuation of a prompt: a leading space, no BOS."""
     return model.tokenizer(" " + target.strip(), add_special_tokens=False)["input_ids"]
+
+
+TargetToken = tuple[int, int, int]
+"""(row, position whose next-token prediction is the token, token id)."""
+
+
+def teacher_forced_rows(model: TransformerBridge, prompts: Sequence[str],
+                        targets: Sequence[str]) -> tuple[list[list[int]], list[TargetToken]]:
+    """Each prompt followed by its target's tokens but the last (the input of a teacher-forced pass),
+    and where each target token is predicted."""
+    rows: list[list[int]] = []
+    predicted: list[TargetToken] = []
+    for prompt, target in zip(prompts, targets):
+        prompt_ids = model.tokenizer(prompt)["input_ids"]
+        tokens = target_ids(model, target)
+        predicted.extend((len(rows), len(prompt_ids) - 1 + k, token) for k, token in enumerate(tokens))
+        rows.append(prompt_ids + tokens[:-1])
+    return rows, predicted

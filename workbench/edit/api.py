@@ -15,7 +15,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
 from workbench.data import CounterFactRecord, EditRequest
-from workbench.edit import alphaedit, caching, finetune, kn, mend, memit, rome, serac
+from workbench.edit import alphaedit, caching, finetune, kn, mend, memit, rome, serac, ultraedit
 from workbench.edit.layers import N_FACTS, default_edit_layer
 from workbench.edit.session import EditResult
 from workbench.edit.stats import active_corpus, pinned_statistics, using_corpus
@@ -50,6 +50,7 @@ EDITORS: dict[str, Editor] = {
     "caching": Editor(caching.CachingHyperParams, caching.apply_caching, edits_layers=False),
     "serac": Editor(serac.SeracHyperParams, serac.apply_serac, edits_layers=False),
     "mend": Editor(mend.MendHyperParams, mend.apply_mend, edits_layers=False),
+    "ultraedit": Editor(ultraedit.UltraEditHyperParams, ultraedit.apply_ultraedit),
 }
 """method name -> :class:`Editor`."""
 
@@ -83,7 +84,9 @@ def edit(
             :mod:`workbench.edit.caching`), ``"serac"`` (a memory, a scope classifier and the base
             model prompted with the edit, Mitchell et al. 2022; :mod:`workbench.edit.serac`),
             ``"mend"`` (trained networks turn the fine-tuning gradient into a weight edit of the last
-            blocks, Mitchell et al. 2022; :mod:`workbench.edit.mend`).
+            blocks, Mitchell et al. 2022; :mod:`workbench.edit.mend`), ``"ultraedit"`` (lifelong editing
+            in closed form from normalised gradients, no corpus statistics, Gu et al. 2025;
+            :mod:`workbench.edit.ultraedit`).
         layer: the layer to edit; ``None`` takes a bundled model's tuned layer for the method, else
             the layer recommended by causal tracing on its known facts
             (:func:`workbench.edit.layers.default_edit_layer`). MEMIT and AlphaEdit also take a list of layers;

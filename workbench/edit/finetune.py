@@ -22,7 +22,7 @@ from workbench.data import EditRequest
 from workbench.edit.layers import edit_layer
 from workbench.edit.session import EditResult
 from workbench.errors import InvalidRequestError
-from workbench.tokens import pad_right, target_ids
+from workbench.tokens import pad_right, teacher_forced_rows
 
 
 @dataclass(frozen=True)
@@ -59,12 +59,7 @@ def apply_finetune(result: EditResult, requests: list[EditRequest], layer: int |
         raise InvalidRequestError(f"layer {layer}'s MLP output projection is offloaded by the model's device map, and "
                                   "fine-tuning needs its gradient: map that layer to a device")
     parameter = projection.weight
-    rows, flat = [], []  # flat: (row, position predicting the token, token)
-    for request in requests:
-        prompt_ids = model.tokenizer(request.filled_prompt())["input_ids"]
-        target = target_ids(model, request.target_new)
-        flat.extend((len(rows), len(prompt_ids) - 1 + k, token) for k, token in enumerate(target))
-        rows.append(prompt_ids + target[:-1])
+    rows, flat = teacher_forced_rows(model, [r.filled_prompt() for r in requests], [r.target_new for r in requests])
     # the change and Adam's state stay in float32 whatever the weights' dtype
     change = torch.zeros(parameter.shape, dtype=torch.float32, device=parameter.device, requires_grad=True)
     optimiser = torch.optim.Adam([change], lr=hparams.lr)

@@ -30,6 +30,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
 from workbench.edit.alphaedit import forget_edited_keys
+from workbench.edit.ultraedit import forget_normalisers
 from workbench.edit.api import edit
 from workbench.edit.intercept import forget_rules
 from workbench.edit.stats import pinned_statistics
@@ -209,6 +210,7 @@ def _edited_run(model: TransformerBridge, run: tuple[str, list[CounterFactRecord
         finally:
             _restore_parameters(model, unedited)
             forget_edited_keys(model)
+            forget_normalisers(model)
             forget_rules(model)  # memory-based editors' caches
     return {"method": method, "n_edits": len(cases), "after": after, "edit_seconds": seconds,
             "peak_mb": peak.megabytes, "layers": layers, "memory_bytes": memory_bytes, "changed_weights": changed,
