@@ -19,7 +19,7 @@ METHOD_MODULES = [
     "workbench.locate.tracing", "workbench.locate.effects", "workbench.locate.patching",
     "workbench.locate.attribution", "workbench.locate.token_attribution", "workbench.locate.neurons",
     "workbench.locate.kn_analysis", "workbench.locate.memories", "workbench.locate.subject_swap",
-    "workbench.edit.rome", "workbench.edit.memit", "workbench.edit.alphaedit",
+    "workbench.edit.rome", "workbench.edit.memit", "workbench.edit.alphaedit", "workbench.edit.ultraedit",
     "workbench.edit.kn", "workbench.edit.finetune", "workbench.edit.caching", "workbench.edit.serac",
     "workbench.edit.scope", "workbench.edit.mend", "workbench.edit.stats", "workbench.edit.targets",
     "workbench.edit.contexts", "workbench.evaluate.metrics", "workbench.evaluate.fluency", "workbench.evaluate.generation",
