@@ -381,7 +381,7 @@ def _rome_sweep(model: TransformerBridge, cases, layers: list[int], progress: bo
         second_moments(model, layers, n_samples=SWEEP_SAMPLES, progress=progress)
     rows = {}
     for layer in tqdm(layers, desc="ROME layer sweep", unit="layer", leave=False, disable=not progress):
-        result = run_bench(model, cases, "rome", layer=layer, fluency_tokens=0, progress=False,
+        result = run_bench(model, cases, "rome", layer=layer, fluency_tokens=0, free_generation=False, progress=False,
                            mom2_n_samples=SWEEP_SAMPLES, **ROME_GRID[0])
         rows[str(layer)] = _scores(result.after, result.edit_seconds)
         unedited = _scores(result.before)
@@ -436,7 +436,8 @@ def _bench_point(model, cases, method: str, layer: int, settings: dict, budget: 
     if refusal:
         return {"settings": settings, "skipped": refusal}
     with budget.timing(method):
-        result = run_bench(model, cases, method, layer=layer, fluency_tokens=0, progress=False, **settings)
+        result = run_bench(model, cases, method, layer=layer, fluency_tokens=0, free_generation=False, progress=False,
+                           **settings)
     return {"settings": settings, **_scores(result.after, result.edit_seconds)}
 
 
@@ -447,8 +448,8 @@ def _batch_point(model, cases, method: str, layers: list[int], settings: dict, b
     if refusal:
         return {"settings": settings, "skipped": refusal}
     with budget.timing(method):
-        run = run_scaling(model, cases, [method], [len(cases)], fluency_tokens=0, progress=False,
-                          hparams={method: {**settings, "layer": layers}}).runs[0]
+        run = run_scaling(model, cases, [method], [len(cases)], fluency_tokens=0, free_generation=False,
+                          progress=False, hparams={method: {**settings, "layer": layers}}).runs[0]
     return {"settings": settings, **_scores(run["after"], run["edit_seconds"])}
 
 
