@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench", help="CounterFact benchmark: edit each case independently (default), or many at once (--edits)")
     bench.add_argument("--method", default="rome",
-                       help="rome, memit, alphaedit, kn, ft, ft-l, caching, serac or mend (default: rome)")
+                       help="rome, memit, alphaedit, ultraedit, kn, ft, ft-l, caching, serac or mend (default: rome)")
     bench.add_argument("--cases", type=int, default=100, help="number of cases (default: 100)")
     bench.add_argument("--methods", help="scaling study: comma-separated methods, e.g. rome,memit,kn,ft,ft-l")
     bench.add_argument("--edits", help="scaling study: comma-separated numbers of edits, e.g. 1,10,100,1000 "
@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sequential = commands.add_parser(
         "sequential", help="sequential editing: batches written one after another, measured after each batch")
-    sequential.add_argument("--method", default="memit", help="memit, alphaedit, rome, kn, ft or ft-l (default: memit)")
+    sequential.add_argument("--method", default="memit",
+                            help="memit, alphaedit, ultraedit, rome, kn, ft or ft-l (default: memit)")
     sequential.add_argument("--batch-size", type=int, default=100, help="edits per batch (default: 100)")
     sequential.add_argument("--batches", type=int, default=5, help="number of batches (default: 5)")
     _add_settings_option(sequential)

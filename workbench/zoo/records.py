@@ -204,13 +204,7 @@ RECORDS: dict[str, ModelRecord] = {
             corpus="wikipedia-vital-leads",
             templates={"P17": ("{} is a city in the country of", "The city of {} is located in the country of",
                                "{} is a city located in the country of")},
-            calibration=lambda: CalibratedSettings(ZOO / "smollm2", {"editors": {  # hand-tuned; calibrated next
-                "rome": {"layer": 4, "prefixes": (), "v_lr": 1.0, "stop_loss": 0.1, "mom2_n_samples": 2000},
-                "memit": {"layer": 4, "span": 5, "prefixes": (), "v_lr": 1.0, "stop_on": "target", "stop_loss": 0.69,
-                          "passes": 2, "mom2_update_weight": 6000.0, "mom2_n_samples": 2000},
-                "alphaedit": {"layer": 4, "span": 5, "prefixes": (), "v_lr": 1.0, "stop_loss": 0.3,
-                              "null_space_threshold": 0.02, "l2": 10.0, "mom2_n_samples": 2000},
-                "ft": {"layer": 4}, "ft-l": {"layer": 4}}}),
+            calibration=functools.partial(_shipped_calibration, ZOO / "smollm2" / "calibrated"),
             settings_note=(
                 "Every editor setting comes from `workbench calibrate smollm2-135m`, shipped in calibrated/settings.json "
                 "(tuned on this record's tuning split; the evaluation split is never read). The hand-tuned settings "
