@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     sequential.add_argument("--fluency-tokens", type=int, default=20, help="tokens per generation for fluency (0: skip)")
     sequential.add_argument("--scored-per-batch", type=int,
                             help="score only the first N cases of each batch written so far (default: every edit)")
+    sequential.add_argument("--measure-every", type=int, default=1,
+                            help="measure after every N batches and after the last (default: 1)")
     sequential.add_argument("--out", default="results", help="output directory (default: ./results)")
     sequential.set_defaults(handler=_run_sequential)
 
@@ -364,7 +366,8 @@ def _run_sequential(args: argparse.Namespace) -> int:
     path = Path(args.out) / f"sequential_{args.method}_{args.batches}x{args.batch_size}.json"
     result = run_sequential(model, records[:n_edits], args.method, batch_size=args.batch_size,
                             fresh=records[n_edits:], held_out=held_out, fluency_tokens=args.fluency_tokens,
-                            scored_per_batch=args.scored_per_batch, after_batch=lambda partial: partial.save(path),
+                            scored_per_batch=args.scored_per_batch, measure_every=args.measure_every,
+                            after_batch=lambda partial: partial.save(path),
                             **layer)
     result.save(path)
     print(result.table())

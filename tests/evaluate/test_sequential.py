@@ -65,6 +65,14 @@ def test_a_sampled_run_scores_the_first_cases_of_every_batch_so_far(model, tmp_p
     assert saved == [2, 3]  # called after each batch with the rows so far
 
 
+def test_measuring_every_other_batch_keeps_the_last(model):
+    records = benchmark("factgpt", 7)
+    result = run_sequential(model, records[:5], "ft", batch_size=1, fresh=records[5:], held_out=TEXTS,
+                            fluency_tokens=0, free_generation=False, measure_every=2, progress=False, layer=1)
+    assert [row["edits"] for row in result.rows] == [0, 2, 4, 5]
+    assert all(row["edit_seconds"] > 0 for row in result.rows[1:])
+
+
 def test_sequential_needs_fresh_cases_and_held_out_text(model):
     records = benchmark("factgpt", 2)
     with pytest.raises(InvalidRequestError, match="fresh"):

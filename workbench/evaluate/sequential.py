@@ -105,6 +105,7 @@ def run_sequential(
     fluency_tokens: int = 20,
     free_generation: bool = True,
     scored_per_batch: int | None = None,
+    measure_every: int = 1,
     after_batch: Callable[[SequentialResult], None] | None = None,
     progress: bool = True,
     **hparams,
@@ -112,11 +113,15 @@ def run_sequential(
     """Write ``records`` in batches of ``batch_size`` with ``method`` (keyword arguments of
     :func:`workbench.edit` in ``hparams``), measuring after each batch; the model is restored.
     ``scored_per_batch`` limits the edited cases scored to the first that many of each batch;
-    ``after_batch`` is called with the result so far after every batch (to save long runs as they go);
+    ``measure_every`` measures after every that many batches (and after the last) rather than each;
+    ``after_batch`` is called with the result so far after every measurement (to save long runs as
+    they go); a row's ``edit_seconds`` is the editing time since the row before;
     ``free_generation`` adds the exact match and token F1 of greedy generations
     (:mod:`workbench.evaluate.generation`), also of the fresh neighbours (``fresh_neighborhood_generation``)."""
     if batch_size < 1 or not records:
         raise InvalidRequestError("give at least one record and a batch size of at least 1")
+    if measure_every < 1:
+        raise InvalidRequestError(f"measure_every must be at least 1, got {measure_every}")
     if scored_per_batch is not None and scored_per_batch < 1:
         raise InvalidRequestError(f"scored_per_batch must be at least 1, got {scored_per_batch}")
     if not fresh or not held_out:
@@ -124,7 +129,8 @@ def run_sequential(
     result = SequentialResult(method=method, batch_size=batch_size, settings={
         "hparams": hparams, "fresh_cases": len(fresh), "held_out_texts": len(held_out),
         "fluency_cases": fluency_cases, "fluency_tokens": fluency_tokens, "free_generation": free_generation,
-        "scored_per_batch": scored_per_batch})
+        "scored_per_batch": scored_per_batch,
+        "measure_every": measure_every})
 
     fluency_prompts = [case.generation_prompts[0] for case in records[:fluency_cases] if case.generation_prompts]
     subjects = [case.requested_rewrite.subject for case in records]
@@ -150,13 +156,17 @@ def run_sequential(
     try:
         with pinned_statistics(model):
             result.rows.append(measure(0, scored[0], 0.0))  # the first batch's cases, unedited
+            seconds = 0.0  # editing time since the last measurement
             for number, batch in enumerate(tqdm(batches, desc=f"{method} batches", disable=not progress)):
                 started = time.perf_counter()
                 applied.append(edit(model, batch, method, check_targets=False, **hparams))
-                seconds = time.perf_counter() - started
+                seconds += time.perf_counter() - started
                 result.settings.setdefault("hparams_in_effect", applied[0].info["hparams"])
+                if (number + 1) % measure_every and number + 1 < len(batches):
+                    continue
                 edits = sum(len(done) for done in batches[: number + 1])
                 result.rows.append(measure(edits, [case for part in scored[: number + 1] for case in part], seconds))
+                seconds = 0.0
                 if progress:
                     tqdm.write(result.table().splitlines()[-1])
                 if after_batch is not None:
