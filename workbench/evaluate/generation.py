@@ -34,8 +34,8 @@ from workbench.tokens import length_batches, target_ids
 
 MARGIN = 3
 """Tokens generated beyond the judged object's own length."""
-MAX_ROWS = 64
-"""Prompts generated together in one batch."""
+MAX_ROWS = 256
+"""Prompts generated together in one batch (each step projects only the last position onto the vocabulary)."""
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _SENTENCE_END = re.compile(r"\n|[.!?](\s|$)")
 
