@@ -76,7 +76,7 @@ SCRIPTS = {
         first_neuron_layer=1,
         n_negatives=4,
         n_facts=12,
-        n_edits=100,
+        n_edits=60,  # 100 took the story to 350 s with the calibrated search (MEMIT step 172 s), over 300
     ),
     "factgpt": StoryScript(
         trace_prompt="The capital of Burkina Faso is",
