@@ -166,9 +166,10 @@ def apply_ultraedit(result: EditResult, requests: list[EditRequest], layer: int 
     saved = {l: normaliser(model, l).copy() for l in layers}
     for l in layers:
         keys, gradients = found[l]
+        rows = torch.cat([keys, gradients], dim=1)  # [n, d_mlp + d_model]
         statistics = normaliser(model, l)
-        statistics.update(torch.cat([keys, gradients], dim=1))
-        standard = statistics.standardise(torch.cat([keys, gradients], dim=1))
+        statistics.update(rows)
+        standard = statistics.standardise(rows)
         standard_keys, standard_gradients = standard[:, : keys.shape[1]], standard[:, keys.shape[1]:]
         values = -hparams.lr * standard_keys.pow(2).sum(1, keepdim=True) * standard_gradients  # [n, d_model]
         projection = families.mlp_out_projection(model, l)
