@@ -1,34 +1,43 @@
-"""Causal tracing speed: the workbench's batched trace vs a one-restoration-per-pass loop.
+"""Causal tracing speed: the workbench's trace vs one restoration per forward pass, the 2022 way.
 
 A full trace: every token x every layer, for the three kinds (hidden states; MLP and attention
 outputs over a window of layers). The baseline follows the structure of ROME's reference
 implementation (Meng et al. 2022, ``trace_important_states`` / ``trace_important_window``): for
 every (token, layer) one forward pass over a batch holding the clean prompt in row 0 and the
-noised copies in the other rows, restoring the states from row 0 in the same pass. Both run in
-this process on the same model and prompt, and are timed alternately so machine load affects
-both alike; the ratio is what is reported. A third timing runs the batched trace with every
-patched run starting at block 0 (``LAYER_GROUPS = 1``), which measures what starting each run at
-its first patched block saves.
+noised copies in the other rows, restoring the states from row 0 in the same pass. The workbench
+runs each restoration from its first restored token and block only, many per pass
+(``workbench.locate.batched``), in float32 and, timed separately, with bfloat16 matrix products
+(``dtype="bfloat16"``). All run in this process on the same model, prompts and noise, one after
+the other per repeat so machine load affects them alike; best times, their ratios, the largest
+difference of any cell from the float32 trace, and each run's peak resident memory above what the
+process held before (``PeakMemory``) are reported.
 
-    python benchmarks/trace_speed.py [--model factgpt|smollm2-135m] [--samples 10] [--repeats 3] [--no-reference]
+    python benchmarks/trace_speed.py [--model smollm2-135m|factgpt|gemma3-270m] [--prompts 2] [--samples 3]
+                                     [--repeats 1] [--no-reference] [--out FILE]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import workbench
 from workbench import families
-from workbench.locate import batched as batched_runs
+from workbench.evaluate.resources import PeakMemory
 from workbench.locate.tracing import embedding_std, restored_layers, trace_kinds
 from workbench.tokens import locate_subject
 
-PROMPTS = {"factgpt": ("The capital of Burkina Faso is", "Burkina Faso"),
-           "smollm2-135m": ("The Eiffel Tower is located in the city of", "Eiffel Tower")}
+PROMPTS = {
+    "factgpt": [("The capital of Burkina Faso is", "Burkina Faso"), ("The capital of Norway is", "Norway")],
+    "smollm2-135m": [("The Eiffel Tower is located in the city of", "Eiffel Tower"),
+                     ("The mother tongue of Danielle Darrieux is", "Danielle Darrieux")],
+    "gemma3-270m": [("The Eiffel Tower is located in the city of", "Eiffel Tower"),
+                    ("The mother tongue of Danielle Darrieux is", "Danielle Darrieux")],
+}
 
 
 HOOKS = {"hidden": families.Hooks.resid_post, "mlp": families.Hooks.mlp_out, "attn": families.Hooks.attn_out}
@@ -65,54 +74,66 @@ def reference_style_trace(model, prompt: str, subject: str, kind: str, window: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="factgpt")
-    parser.add_argument("--samples", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", default="smollm2-135m", choices=sorted(PROMPTS))
+    parser.add_argument("--prompts", type=int, default=2)
+    parser.add_argument("--samples", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--window", type=int, default=10)
     parser.add_argument("--no-reference", action="store_true", help="skip the one-restoration-per-pass baseline")
+    parser.add_argument("--out", help="also write the report to this JSON file")
     args = parser.parse_args()
     model = workbench.load_model(args.model)
-    prompt, subject = PROMPTS[args.model]
-    scale = 3.0 * embedding_std(model, [subject])
-    layer_groups = batched_runs.LAYER_GROUPS
+    prompts = PROMPTS[args.model][: args.prompts]
 
-    def batched_trace(groups: int):
-        batched_runs.LAYER_GROUPS = groups
-        try:
-            return trace_kinds(model, prompt, subject, kinds=list(HOOKS), window=args.window, samples=args.samples,
-                               noise_scale=scale)
-        finally:
-            batched_runs.LAYER_GROUPS = layer_groups
+    def workbench_trace(dtype: str):
+        return [trace_kinds(model, prompt, subject, kinds=list(HOOKS), window=args.window, samples=args.samples,
+                            noise_scale=3.0 * embedding_std(model, [subject]), dtype=dtype)
+                for prompt, subject in prompts]
 
-    seconds: dict[str, list[float]] = {"batched": [], "from_block_0": [], "reference_style": []}
-    agreement = {}
+    def reference_trace():
+        return [[reference_style_trace(model, prompt, subject, kind, args.window, args.samples,
+                                       3.0 * embedding_std(model, [subject]), seed=0) for kind in HOOKS]
+                for prompt, subject in prompts]
+
+    runs = {"float32": lambda: workbench_trace("float32"), "bfloat16": lambda: workbench_trace("bfloat16")}
+    if not args.no_reference:
+        runs["reference_style"] = reference_trace
+    seconds = {name: [] for name in runs}
+    peak_mb, difference = {}, {}
+    workbench_trace("float32")  # warm-up: first-call costs belong to neither side
     for _ in range(args.repeats):
-        started = time.perf_counter()
-        batched = batched_trace(layer_groups)
-        seconds["batched"].append(time.perf_counter() - started)
-        started = time.perf_counter()
-        from_block_0 = batched_trace(1)
-        seconds["from_block_0"].append(time.perf_counter() - started)
-        agreement["from_block_0"] = max(float(np.abs(b.scores - r.scores).max()) for b, r in zip(batched, from_block_0))
-        if not args.no_reference:
-            started = time.perf_counter()
-            baseline = [reference_style_trace(model, prompt, subject, kind, args.window, args.samples, scale, seed=0)
-                        for kind in HOOKS]
-            seconds["reference_style"].append(time.perf_counter() - started)
-            agreement["reference_style"] = max(float(np.abs(b.scores - r).max()) for b, r in zip(batched, baseline))
-    best = {name: min(values) for name, values in seconds.items() if values}
+        exact = None
+        for name, run in runs.items():
+            with PeakMemory() as peak:
+                started = time.perf_counter()
+                traces = run()
+                seconds[name].append(time.perf_counter() - started)
+            peak_mb[name] = max(peak_mb.get(name, 0.0), peak.megabytes_above_start)
+            if name == "float32":
+                exact = traces
+                continue
+            difference[name] = max(
+                float(np.abs((other if isinstance(other, np.ndarray) else other.scores) - ours.scores).max())
+                for fact, fact_exact in zip(traces, exact) for other, ours in zip(fact, fact_exact))
+    best = {name: min(values) for name, values in seconds.items()}
     report = {
         "model": args.model,
-        "prompt": prompt,
+        "prompts": prompts,
         "kinds": list(HOOKS),
-        "cells": int(sum(b.scores.size for b in batched)),
         "samples": args.samples,
+        "window": args.window,
         **{f"{name}_seconds": value for name, value in best.items()},
-        **{f"speedup_vs_{name}": value / best["batched"] for name, value in best.items() if name != "batched"},
-        "max_abs_difference": agreement,
+        "speedup_float32_vs_reference": best.get("reference_style", float("nan")) / best["float32"],
+        "speedup_bfloat16_vs_reference": best.get("reference_style", float("nan")) / best["bfloat16"],
+        "speedup_bfloat16_vs_float32": best["float32"] / best["bfloat16"],
+        "max_abs_difference_from_float32": difference,
+        "peak_megabytes_above_start": peak_mb,
         "threads": torch.get_num_threads(),
     }
-    print(json.dumps(report, indent=2))
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -92,3 +92,36 @@ def test_running_from_a_block_equals_the_whole_model(models, family):
             fired.clear()
     # the skipped blocks are back afterwards
     torch.testing.assert_close(model.original_model(ids).logits, whole, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_rows_started_at_their_own_blocks_equal_the_whole_model(models, family):
+    """Rows entering different blocks in one pass, after a cached prefix, each compute what the
+    whole model computes; each block's hook sees exactly the rows started at or below it."""
+    model = models[family]
+    ids = encode(model, "The capital of France is Paris")
+    split, n_layers = 3, families.n_layers(model)
+    with torch.no_grad():
+        with families.recording_block_inputs(model) as entering:
+            whole = model.original_model(ids).logits
+        starts = [0, 0, 1, 1, 1]
+        hidden = torch.cat([entering[start][:, split:] for start in starts])
+        prefix = model.original_model(ids[:, :split], use_cache=True).past_key_values
+        prefix.batch_repeat_interleave(len(starts))
+        seen = {}
+        hooks = [(families.Hooks.resid_post(layer), lambda a, hook, layer=layer: seen.update({layer: a.shape[0]}))
+                 for layer in range(n_layers)]
+        with model.hooks(fwd_hooks=hooks):
+            staggered = families.run_from_block(model, starts, hidden, past_key_values=prefix).logits
+    for row in range(len(starts)):
+        torch.testing.assert_close(staggered[row], whole[0, split:], rtol=0, atol=1e-5)
+    assert seen == {layer: sum(start <= layer for start in starts) for layer in range(n_layers)}
+    torch.testing.assert_close(model.original_model(ids).logits, whole, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("starts", [[1, 0], [], [0, 2]])
+def test_start_blocks_out_of_order_or_range_are_refused(models, starts):
+    model = models["llama"]
+    hidden = torch.zeros(len(starts), 2, model.cfg.d_model)
+    with pytest.raises((ValueError, LayerOutOfRangeError)):
+        families.run_from_block(model, starts, hidden)

@@ -16,7 +16,9 @@ models whose MLP output projection is fused with other weights are not.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import bisect
+
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from jaxtyping import Float, Int
 from torch import nn
+from transformers.cache_utils import Cache
 
 from workbench.errors import LayerOutOfRangeError, UnsupportedModelError
 from workbench import placement
@@ -302,37 +305,88 @@ class _PassThrough(nn.Module):
         return (hidden_states,) if self.returns_tuple else hidden_states
 
 
+class _FirstRowsBlock(nn.Module):
+    """Runs a block on the batch's first ``active`` rows only; the other rows pass through unchanged.
+
+    The rows' keys and values for the positions before the pass (a cache passed in) are cut to the
+    active rows for this block's layer; the cache is good for nothing else afterwards."""
+
+    def __init__(self, block: nn.Module, layer: int, active: int, returns_tuple: bool) -> None:
+        super().__init__()
+        self.block, self.layer, self.active, self.returns_tuple = block, layer, active, returns_tuple
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any):
+        batch, active = hidden_states.shape[0], self.active
+
+        def first_rows(value: Any) -> Any:
+            # per-row arguments (masks, rotary tables, position ids) have a leading batch axis and
+            # at least two axes; 1-d ones (cache positions) are shared by every row
+            if isinstance(value, torch.Tensor):
+                return value[:active] if value.dim() >= 2 and value.shape[0] == batch else value
+            if isinstance(value, tuple):
+                return tuple(first_rows(item) for item in value)
+            if isinstance(value, Cache) and len(value.layers) > self.layer and value.layers[self.layer].is_initialized:
+                cached = value.layers[self.layer]
+                cached.keys, cached.values = cached.keys[:active], cached.values[:active]
+            return value
+
+        args = tuple(first_rows(value) for value in args)
+        kwargs = {name: first_rows(value) for name, value in kwargs.items()}
+        output = self.block(hidden_states[:active], *args, **kwargs)
+        ran = output[0] if self.returns_tuple else output
+        merged = torch.cat([ran, hidden_states[active:]])
+        return (merged, *output[1:]) if self.returns_tuple else merged
+
+
 @contextmanager
-def blocks_bypassed(model: TransformerBridge, first: int) -> Iterator[None]:
-    """Within this context the model's forward pass starts at block ``first``: blocks
-    ``0 .. first - 1`` are replaced by pass-throughs and learned positional embeddings by zeros, so
-    a pass given ``inputs_embeds`` = the residual stream entering block ``first`` (positional
-    embeddings included) computes what the whole model computes from there, at the cost of the
-    blocks it runs. Keys and values of the skipped blocks are not written to a cache passed in.
-    The blocks' bridge hooks keep firing for the blocks that run."""
+def blocks_started(model: TransformerBridge, starts: int | Sequence[int]) -> Iterator[None]:
+    """Within this context the model's forward pass starts each batch row at its own block.
+
+    ``starts`` is one block for every row, or one per row in ascending order (row ``r`` enters
+    block ``starts[r]``): block ``b`` then runs only the rows started at or below it, which are the
+    batch's first rows, and passes the others through. A pass given ``inputs_embeds`` = each row's
+    residual stream entering its start block (positional embeddings included) computes what the
+    whole model computes from there, at the cost of the blocks each row runs. Learned positional
+    embeddings are replaced by zeros; keys and values of skipped blocks are not written to a cache
+    passed in, and a cache passed in with rows started at different blocks is spent afterwards.
+    The blocks' bridge hooks fire for the blocks that run, with the rows that run (the first ones,
+    so row indices keep their meaning)."""
     family = family_of(model)
     parent_path, _, _ = family.layer.rpartition(".")
     blocks = hf_module(model, parent_path)  # the list holding the blocks as the model calls them
-    skipped = [blocks[i] for i in range(check_layer(model, first) if first else 0)]
+    row_starts = [starts] if isinstance(starts, int) else list(starts)
+    if not row_starts or any(later < earlier for earlier, later in zip(row_starts, row_starts[1:])):
+        raise ValueError(f"starts must be one block or blocks in ascending order, got {starts!r}")
+    for start in {row_starts[0], row_starts[-1]}:
+        check_layer(model, start)
+    originals = list(blocks)
     handle = None
     if family.position_embedding is not None:
         handle = hf_module(model, family.position_embedding).register_forward_hook(
             lambda module, args, output: torch.zeros_like(output))
     try:
-        for index in range(len(skipped)):
-            blocks[index] = _PassThrough(family.block_returns_tuple)
+        for layer in range(row_starts[-1]):
+            active = bisect.bisect_right(row_starts, layer)
+            if active == 0:
+                blocks[layer] = _PassThrough(family.block_returns_tuple)
+            elif not isinstance(starts, int):
+                blocks[layer] = _FirstRowsBlock(originals[layer], layer, active, family.block_returns_tuple)
         yield
     finally:
-        for index, block in enumerate(skipped):
-            blocks[index] = block
+        for layer in range(row_starts[-1]):
+            blocks[layer] = originals[layer]
         if handle is not None:
             handle.remove()
 
 
-def run_from_block(model: TransformerBridge, first: int, hidden: Float[torch.Tensor, "batch pos d_model"], **kwargs: Any):
-    """The Hugging Face model's output when ``hidden`` enters block ``first`` (see
-    :func:`blocks_bypassed`); ``kwargs`` go to the model (``past_key_values``, ``logits_to_keep``...)."""
-    with blocks_bypassed(model, first):
+def run_from_block(model: TransformerBridge, first: int | Sequence[int],
+                   hidden: Float[torch.Tensor, "batch pos d_model"], **kwargs: Any):
+    """The Hugging Face model's output when ``hidden`` enters block ``first`` (one block, or one
+    per row in ascending order; see :func:`blocks_started`); ``kwargs`` go to the model
+    (``past_key_values``, ``logits_to_keep``...)."""
+    if not isinstance(first, int) and len(first) != hidden.shape[0]:
+        raise ValueError(f"{len(first)} start blocks for {hidden.shape[0]} rows")
+    with blocks_started(model, first):
         return model.original_model(inputs_embeds=hidden, **kwargs)
 
 

@@ -9,9 +9,9 @@ from conftest import FAMILIES
 import workbench
 from workbench import families
 from workbench.errors import InvalidRequestError, SubjectNotInPromptError
-from workbench.locate import batched
-from workbench.locate.tracing import TraceResult, trace, trace_kinds
+from workbench.locate.tracing import TraceResult, restored_layers, trace, trace_kinds
 from workbench.tokens import locate_subject
+from workbench.zoo.tiny import build_tiny_model
 
 PROMPT, SUBJECT = "The capital of France is", "France"
 
@@ -35,23 +35,24 @@ def test_restoring_the_last_hidden_state_restores_the_output(models, family):
     assert abs(result.corrupted_prob - result.clean_prob) > 1e-6  # the noise did something
 
 
-def _naive_restoration(model, prompt, subject, noise, hook_name, token):
-    """One restoration, written independently of the batched runner."""
+def _naive_restoration(model, prompt, subject, noise, hook_names, token):
+    """One restoration (of the states at ``hook_names``, a name or a list), written independently
+    of the batched runner: the whole prompt, every block, one forward pass."""
+    hook_names = [hook_names] if isinstance(hook_names, str) else hook_names
     span = locate_subject(model, prompt, subject)
     _, cache = model.run_with_cache(span.input_ids)
-    clean = cache[hook_name][0, token].clone()
 
     def corrupt(embeddings, hook):
         embeddings[:, span.start : span.end] += noise
         return embeddings
 
     def restore(activation, hook):
-        activation[:, token] = clean
+        activation[:, token] = cache[hook.name][0, token]
         return activation
 
     with torch.no_grad():
         logits = model.run_with_hooks(span.input_ids.expand(len(noise), -1), return_type="logits",
-                                      fwd_hooks=[("hook_embed", corrupt), (hook_name, restore)])
+                                      fwd_hooks=[("hook_embed", corrupt)] + [(name, restore) for name in hook_names])
     return logits[:, -1].softmax(-1)
 
 
@@ -151,10 +152,46 @@ def test_bad_input_is_refused_and_leaves_the_model_untouched(models, kwargs, err
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_runs_started_at_their_first_patched_block_equal_runs_from_block_0(models, family, monkeypatch):
+def test_every_cell_of_a_deeper_model_equals_one_naive_pass_per_cell(family, tmp_path):
+    """Five blocks and a window of 3: rows of one pass start at five different blocks (windows from
+    their first layer, hidden states from their own); every cell of every kind equals a naive
+    full forward pass with the same noise."""
+    model = workbench.load_model(build_tiny_model(family, tmp_path / family, n_layers=5, seed=1))
+    results = trace_kinds(model, PROMPT, SUBJECT, samples=2, window=3, seed=5, noise=5.0)
+    span = locate_subject(model, PROMPT, SUBJECT)
+    generator = torch.Generator().manual_seed(5)
+    noise = torch.randn((2, span.end - span.start, model.cfg.d_model), generator=generator)
+    noise *= results[0].settings["noise_scale"]
+    hooks = {"hidden": families.Hooks.resid_post, "mlp": families.Hooks.mlp_out, "attn": families.Hooks.attn_out}
+    for result in results:
+        width = result.settings["window"]
+        for token in range(span.start, span.input_ids.shape[1]):
+            for layer in range(5):
+                names = [hooks[result.kind](restored) for restored in restored_layers(layer, 5, width)]
+                expected = _naive_restoration(model, PROMPT, SUBJECT, noise, names, token)[:, result.answer_id].mean()
+                assert result.scores[token, layer] == pytest.approx(expected.item(), rel=1e-5, abs=1e-7), \
+                    (result.kind, token, layer)
+    assert len({round(float(v), 6) for v in results[1].scores[span.start:].ravel()}) > 5  # cells differ
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_rows_started_at_different_blocks_in_one_pass_equal_each_run_alone(models, family):
+    """Windows and severed runs put rows with different first blocks into one staggered pass; with a
+    memory budget of one byte every cell runs alone."""
     model = models[family]
-    late = trace_kinds(model, PROMPT, SUBJECT, samples=3, window=3, severed="mlp")
-    monkeypatch.setattr(batched, "LAYER_GROUPS", 1)  # one start block: every run from block 0
-    early = trace_kinds(model, PROMPT, SUBJECT, samples=3, window=3, severed="mlp")
-    for started_late, from_block_0 in zip(late, early):
-        np.testing.assert_allclose(started_late.scores, from_block_0.scores, atol=1e-6)
+    together = trace_kinds(model, PROMPT, SUBJECT, samples=3, window=3, severed="mlp")
+    alone = trace_kinds(model, PROMPT, SUBJECT, samples=3, window=3, severed="mlp", memory_budget=1)
+    for in_one_pass, by_itself in zip(together, alone):
+        np.testing.assert_allclose(in_one_pass.scores, by_itself.scores, atol=1e-6)
+
+
+def test_bfloat16_trace_stays_near_the_float32_one_and_bad_dtypes_are_refused(models):
+    model = models["llama"]
+    exact = trace_kinds(model, PROMPT, SUBJECT, samples=3, window=3, noise=5.0)
+    reduced = trace_kinds(model, PROMPT, SUBJECT, samples=3, window=3, noise=5.0, dtype="bfloat16")
+    for full, half in zip(exact, reduced):
+        assert half.settings["dtype"] == "bfloat16" and full.settings["dtype"] == "float32"
+        assert not np.array_equal(full.scores, half.scores)  # the products really ran in bfloat16
+        np.testing.assert_allclose(half.scores, full.scores, atol=2e-2 * max(1.0, full.scores.max()))
+    with pytest.raises(InvalidRequestError, match="float16"):
+        trace(model, PROMPT, SUBJECT, samples=2, dtype="float16")

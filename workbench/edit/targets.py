@@ -34,6 +34,7 @@ from workbench.edit.contexts import context_rows
 from workbench.edit.cut_rows import CutRows, cut_rows
 from workbench.errors import InvalidRequestError
 from workbench.models import frozen_weights
+from workbench.precision import check_compute_dtype, computing_in
 from workbench.tokens import target_ids
 
 
@@ -57,13 +58,11 @@ class ValueSearch:
     still unlikely, because the later ones follow from it almost surely."""
 
     def __post_init__(self) -> None:
-        if self.dtype not in SEARCH_DTYPES:
-            raise InvalidRequestError(f"search dtype {self.dtype!r}: choose one of {sorted(SEARCH_DTYPES)}")
+        check_compute_dtype(self.dtype)
         if self.stop_on not in STOP_MEASURES:
             raise InvalidRequestError(f"stop_on {self.stop_on!r}: choose one of {STOP_MEASURES}")
 
 
-SEARCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 STOP_MEASURES = ("token_mean", "target")
 
 
@@ -170,8 +169,7 @@ def _optimise_chunk(
     optimiser = torch.optim.Adam([delta], lr=search.lr)
     original_log_probs = original_norm = max_norm = None
     entry_row = predict.nonzero()[:, 0]  # [predicted]: the row of each flattened logit
-    autocast = torch.autocast(torch.device(device).type, dtype=SEARCH_DTYPES[search.dtype],
-                              enabled=search.dtype != "float32")
+    autocast = computing_in(search.dtype, device)
     for step in range(search.steps):
         with autocast:
             logits = _run_running_rows(model, rows, predict, hooks, ~done[owner], entry_row, running, owner)

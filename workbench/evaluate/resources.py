@@ -27,6 +27,10 @@ class PeakMemory:
         self.device = torch.device(device)
         self.interval = interval
         self.megabytes = 0.0
+        self.megabytes_above_start = 0.0
+        """The peak less what the process held on entry (memory freed earlier but kept by the
+        allocator is reused first, so this can under-count after other work)."""
+        self._start = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._peak = 0
@@ -39,8 +43,9 @@ class PeakMemory:
     def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
         else:
-            self._peak = _resident_bytes()
+            self._peak = self._start = _resident_bytes()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
@@ -48,9 +53,11 @@ class PeakMemory:
     def __exit__(self, *exc_info) -> None:
         if self.device.type == "cuda":
             self.megabytes = torch.cuda.max_memory_allocated(self.device) / 2**20
+            self.megabytes_above_start = self.megabytes - self._start / 2**20
             return
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         self._peak = max(self._peak, _resident_bytes())
         self.megabytes = self._peak / 2**20
+        self.megabytes_above_start = (self._peak - self._start) / 2**20

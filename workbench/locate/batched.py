@@ -8,12 +8,10 @@ A patch at token t cannot change positions before t (the model is causal), and a
 block l cannot change what enters the blocks below l, so every patched run equals the unpatched
 one before its first patched token and below its first patched block. The runner runs the
 unpatched prompt once per noise sample, keeping its keys and values and the residual stream
-entering every block, and starts each patched run there: positions t onwards only, from the
-block where its patches begin (rounded down to one of ``LAYER_GROUPS`` start blocks, so that runs
-share batches: every forward pass also has a fixed cost, the unembedding's weights streamed from
-memory among it, which more and smaller batches would pay more often). Measured on smollm2-135m
-(``benchmarks/trace_speed.py``, 2 CPU cores): a three-kind trace takes 1.13x less time than with
-every run from block 0; the windowed MLP and attention kinds gain little, the hidden kind most.
+entering every block, and starts each patched run there: positions t onwards only, each run from
+the block where its patches begin. Runs that begin at the same token share a forward pass in
+which every block runs only the rows started at or below it (``families.run_from_block`` with one
+start block per row), so batches stay full while no block runs a row it cannot change.
 """
 from __future__ import annotations
 
@@ -28,18 +26,12 @@ from transformer_lens.model_bridge import TransformerBridge
 from transformers.cache_utils import DynamicCache
 
 from workbench import families
+from workbench.precision import check_compute_dtype, computing_in
 from workbench.tokens import SubjectSpan
 
 DEFAULT_MEMORY_BUDGET = 512 * 2**20
-LAYER_GROUPS = 3
-"""Patched runs start at one of this many evenly spaced blocks (the last one at or below their first patch)."""
 
 
-def start_block(layer: int, n_layers: int) -> int:
-    """The block a run patched first at block ``layer`` starts at: the nearest of ``LAYER_GROUPS``
-    evenly spaced blocks at or below it (fewer start blocks, fuller batches)."""
-    stride = -(-n_layers // LAYER_GROUPS)
-    return layer // stride * stride
 Readout = Callable[[Float[torch.Tensor, "batch d_vocab"]], Float[torch.Tensor, "batch"]]
 """Turns the last position's logits into one number per row (e.g. p(answer))."""
 
@@ -112,7 +104,9 @@ class PatchRunner:
 
     Each *cell* is a list of :class:`Patch` applied together; every cell is run once per noise
     sample of the corruption (or once, without corruption) and its probabilities averaged.
-    Cells are packed into batches of at most ``memory_budget`` bytes of activations.
+    Cells are packed into batches of at most ``memory_budget`` bytes of activations. ``dtype``
+    ``"bfloat16"`` runs the unpatched and the patched passes' matrix products in bfloat16
+    (:mod:`workbench.precision`); patched-in values and readouts stay float32.
     """
 
     def __init__(
@@ -123,8 +117,10 @@ class PatchRunner:
         sources: dict[tuple[str, str], torch.Tensor],
         corruption: NoiseCorruption | None = None,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        dtype: str = "float32",
     ) -> None:
         self.model, self.input_ids, self.readout = model, input_ids, readout
+        self.dtype = check_compute_dtype(dtype)
         self.sources, self.corruption = sources, corruption
         self.samples = corruption.samples if corruption else 1
         self.memory_budget = memory_budget
@@ -144,17 +140,21 @@ class PatchRunner:
         """The readout for each cell, averaged over noise samples."""
         last = self.input_ids.shape[1] - 1
         n_layers = families.n_layers(self.model)
-        by_start: dict[tuple[int, int], list[int]] = {}
+        by_token: dict[int, list[tuple[int, int]]] = {}  # first patched token: [(first patched block, cell)]
         for index, patches in enumerate(cells):
             token = min((p.token for p in patches), default=last)
-            block = start_block(min((p.layer for p in patches), default=n_layers - 1), n_layers)
-            by_start.setdefault((token, block), []).append(index)
-        chunks = [(start, indices[i : i + self.cells_per_batch(start[0])])
-                  for start, indices in sorted(by_start.items())
-                  for i in range(0, len(indices), self.cells_per_batch(start[0]))]
+            block = min((p.layer for p in patches), default=n_layers - 1)
+            by_token.setdefault(token, []).append((block, index))
+        chunks = []
+        for token, started in sorted(by_token.items()):
+            started.sort()  # rows in ascending start block, as a staggered pass wants them
+            size = self.cells_per_batch(token)
+            chunks += [(token, started[i : i + size]) for i in range(0, len(started), size)]
         results = torch.empty(len(cells))
-        for (token, block), indices in tqdm(chunks, desc="patching", disable=not progress, unit="batch"):
-            results[indices] = self._run_chunk([cells[i] for i in indices], token, block)
+        with computing_in(self.dtype, self.input_ids.device):  # one context: weights are cast once
+            for token, started in tqdm(chunks, desc="patching", disable=not progress, unit="batch"):
+                indices = [index for _, index in started]
+                results[indices] = self._run_chunk([cells[i] for i in indices], token, [block for block, _ in started])
         return results
 
     @torch.no_grad()
@@ -171,7 +171,8 @@ class PatchRunner:
                 embedded = families.embedding(self.model)(self.input_ids)
             else:
                 embedded = self.corruption.embeddings(self.model, self.input_ids)
-            with families.recording_block_inputs(self.model) as block_inputs:
+            recording = families.recording_block_inputs(self.model)
+            with recording as block_inputs, computing_in(self.dtype, self.input_ids.device):
                 run = self.model.original_model(inputs_embeds=embedded, use_cache=True, logits_to_keep=1)
             self._unpatched = (run.past_key_values, dict(block_inputs), self.readout(run.logits[:, -1]).cpu())
         return self._unpatched
@@ -182,24 +183,27 @@ class PatchRunner:
         cache.crop(start - self.input_ids.shape[1])  # a negative count: how many positions to drop
         return cache
 
-    def _run_chunk(self, cells: Sequence[Sequence[Patch]], start: int, block: int) -> Float[torch.Tensor, "cells"]:
+    def _run_chunk(self, cells: Sequence[Sequence[Patch]], start: int, blocks: Sequence[int]) -> Float[torch.Tensor, "cells"]:
+        """Runs ``cells`` from token ``start``, cell ``i`` from block ``blocks[i]`` (ascending)."""
         samples = self.samples
         by_hook: dict[str, list[tuple[int, Patch]]] = {}
         for index, patches in enumerate(cells):
             for patch in patches:
                 by_hook.setdefault(patch.hook, []).append((index, patch))
         hooks = [(name, self._setter(entries, samples, start)) for name, entries in by_hook.items()]
-        entering = self._unpatched_run()[1][block][:, start:]  # [samples, pos - start, d_model]
-        hidden = entering.repeat(len(cells), 1, 1)  # row = cell * samples + sample
-        extra = {}
+        entering = self._unpatched_run()[1]  # {block: [samples, pos, d_model]}
+        # row = cell * samples + sample, each entering its cell's first patched block
+        hidden = torch.cat([entering[block][:, start:] for block in blocks])
+        row_blocks = [block for block in blocks for _ in range(samples)]
+        extra = {"use_cache": False}
         if start > 0:
             cache = self._prefix(start)
             cache.batch_select_indices(torch.arange(samples, device=hidden.device).repeat(len(cells)))
-            extra["past_key_values"] = cache
+            extra = {"past_key_values": cache}
         # logits at the last position only: the unembedding of every position is a large share
         # of a small model's forward pass
         with self.model.hooks(fwd_hooks=hooks):
-            logits = families.run_from_block(self.model, block, hidden, logits_to_keep=1, **extra).logits
+            logits = families.run_from_block(self.model, row_blocks, hidden, logits_to_keep=1, **extra).logits
         values = self.readout(logits[:, -1])
         return values.view(len(cells), samples).mean(1).cpu()
 

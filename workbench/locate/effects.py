@@ -106,6 +106,7 @@ def trace_many(
     window: int = 10,
     severed: Literal["mlp", "attn"] | None = None,
     seed: int = 0,
+    dtype: str = "float32",
     progress: bool = True,
     engine: LocalEngine | RayEngine | None = None,
 ) -> AverageIndirectEffect:
@@ -117,15 +118,16 @@ def trace_many(
     outputs after each restored layer kept at their corrupted values); comparing it with a plain
     hidden trace shows how much of each layer's effect passes through the MLPs. ``engine`` runs
     the facts elsewhere, e.g. ``RayEngine(workers=4)`` (:mod:`workbench.engines`); each fact's
-    trace depends only on the fact and these settings, so the result is the same.
+    trace depends only on the fact and these settings, so the result is the same. ``dtype`` as
+    for :func:`~workbench.locate.tracing.trace`.
     """
     if not prompts:
         raise InvalidRequestError("trace_many needs at least one (prompt, subject) pair")
     scale = noise * embedding_std(model, [item[1] for item in prompts])
     settings = {"samples": samples, "noise": noise, "noise_scale": scale, "window": window, "severed": severed,
-                "seed": seed}
+                "seed": seed, "dtype": dtype}
     work = partial(_fact_effects, kinds=tuple(kinds), samples=samples, noise_scale=scale, window=window,
-                   severed=severed, seed=seed)
+                   severed=severed, seed=seed, dtype=dtype)
     facts = (engine or LocalEngine()).map(model, work, [tuple(item) for item in prompts], desc="tracing facts",
                                           progress=progress)
     effects, counts = {}, {}
@@ -158,12 +160,12 @@ class FactEffects:
 
 
 def _fact_effects(model: TransformerBridge, item: tuple, *, kinds: tuple[str, ...], samples: int, noise_scale: float,
-                  window: int, severed: str | None, seed: int) -> FactEffects:
+                  window: int, severed: str | None, seed: int, dtype: str) -> FactEffects:
     prompt, subject = item[0], item[1]
     answer = item[2] if len(item) > 2 else None
     effects = {}
     for result in trace_kinds(model, prompt, subject, kinds=kinds, answer=answer, samples=samples,
-                              noise_scale=noise_scale, window=window, severed=severed, seed=seed):
+                              noise_scale=noise_scale, window=window, severed=severed, seed=seed, dtype=dtype):
         roles = token_roles(len(result.tokens), result.subject_start, result.subject_end)
         by_role = np.full((len(ROLES), result.indirect_effect.shape[1]), np.nan)
         for role in range(len(ROLES)):

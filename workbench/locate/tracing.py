@@ -27,6 +27,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from workbench import families
 from workbench.errors import InvalidRequestError
 from workbench.locate.batched import DEFAULT_MEMORY_BUDGET, NoiseCorruption, Patch, PatchRunner, answer_probability
+from workbench.precision import check_compute_dtype
 from workbench.results import JsonResult
 from workbench.tokens import locate_subject
 
@@ -101,6 +102,7 @@ def trace(
     severed: Literal["mlp", "attn"] | None = None,
     seed: int = 0,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    dtype: str = "float32",
     progress: bool = False,
 ) -> TraceResult:
     """Causal trace of ``prompt``'s answer over every (token, layer) of ``model``.
@@ -121,13 +123,17 @@ def trace(
             layers frozen at their corrupted values.
         seed: seeds the noise; equal seeds give equal traces.
         memory_budget: bytes of activations one batched forward pass may use.
+        dtype: ``"bfloat16"`` runs the corrupted and restored passes' matrix products in bfloat16
+            (:mod:`workbench.precision`), about 1.9x faster on a CPU with bfloat16 units; the clean
+            run stays float32. Measured on smollm2-135m (``benchmarks/trace_speed.py``): cells move
+            by up to ~0.01 in probability; see the docs before using it for a figure.
         progress: show a progress bar over batches.
     """
     if severed is not None and (kind != "hidden" or severed not in ("mlp", "attn")):
         raise InvalidRequestError("severed must be 'mlp' or 'attn', and only with kind='hidden'")
     (result,) = trace_kinds(model, prompt, subject, kinds=(kind,), answer=answer, window=window, samples=samples,
                             noise=noise, noise_scale=noise_scale, severed=severed, seed=seed,
-                            memory_budget=memory_budget, progress=progress)
+                            memory_budget=memory_budget, dtype=dtype, progress=progress)
     return result
 
 
@@ -145,6 +151,7 @@ def trace_kinds(
     severed: Literal["mlp", "attn"] | None = None,
     seed: int = 0,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    dtype: str = "float32",
     progress: bool = False,
 ) -> list[TraceResult]:
     """Causal traces of several kinds at once (ROME's three-panel figure), sharing one clean run,
@@ -158,6 +165,7 @@ def trace_kinds(
         raise InvalidRequestError("severed must be 'mlp' or 'attn'")
     if samples < 1 or window < 1:
         raise InvalidRequestError("samples and window must be at least 1")
+    check_compute_dtype(dtype)
     span = locate_subject(model, prompt, subject)
     n_layers = families.n_layers(model)
     scale = noise_scale if noise_scale is not None else noise * embedding_std(model, [subject])
@@ -186,7 +194,7 @@ def trace_kinds(
                 patches = [Patch(names[kind][restored], token, "clean") for restored in restored_layers(layer, n_layers, width)]
                 patches += [Patch(name, token, "corrupted") for name in frozen[layer + 1 :]]
                 cells.append(patches)
-    runner = PatchRunner(model, span.input_ids, answer_probability(answer_id), sources, corruption, memory_budget)
+    runner = PatchRunner(model, span.input_ids, answer_probability(answer_id), sources, corruption, memory_budget, dtype)
     corrupted_prob = runner.unpatched()
     restored = runner.run(cells, progress=progress).view(len(kinds), n_pos - span.start, n_layers)
     results = []
@@ -207,7 +215,7 @@ def trace_kinds(
             corrupted_prob=corrupted_prob,
             settings={"window": 1 if kind == "hidden" else window, "samples": samples, "noise_scale": scale,
                       "noise": noise if noise_scale is None else None,
-                      "severed": severed if kind == "hidden" else None, "seed": seed},
+                      "severed": severed if kind == "hidden" else None, "seed": seed, "dtype": dtype},
         ))
     return results
 
