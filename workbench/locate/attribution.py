@@ -11,9 +11,11 @@ with F = p(answer) (or log p). Completeness: the attributions of a layer sum to
 F(w_l) - F(0), up to the integration error captum reports as the convergence delta.
 
 Speed: the scaled activation only changes the last position, so the other positions are run
-once and their keys/values cached; every (layer, step) pair then costs one token, and all of
-them are batched together through captum (``internal_batch_size`` rows per pass). The
-reference implementation instead runs the full prompt once per step, layer by layer.
+once and their keys/values cached; every (layer, step) pair then costs one token from its own
+layer's block on (the blocks below see the clean run), and all of them are batched together
+through captum (``internal_batch_size`` rows per pass, each block running only the rows that
+start at or below it). The reference implementation instead runs the full prompt through every
+block once per step, layer by layer.
 
 Limits: attributions are for the last position only (Dai et al.'s setting); the baseline is
 the zero activation, which is not "no information" for every activation function.
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from captum.attr import IntegratedGradients
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
@@ -104,50 +106,60 @@ def integrated_gradients(
 
 class _LastPositionRunner:
     """Runs only the last token of a prompt, with the earlier positions' keys and values cached,
-    and with chosen rows' FFN activations at chosen layers replaced."""
+    and each row's FFN activations at one chosen layer replaced; a row replaced at block l starts
+    at block l (what enters it is the clean run's), so the blocks below it are not run."""
 
     def __init__(self, model: TransformerBridge, prompt: str, layers: Sequence[int]) -> None:
-        self.hf = model.original_model
+        self.model = model
         self.layers = list(layers)
         self.modules = [families.mlp_out_projection(model, layer).module for layer in self.layers]
         ids = encode(model, prompt)
         if ids.shape[1] < 2:
             raise InvalidRequestError("the prompt needs at least one token after the BOS token")
-        self.last = ids[:, -1:]
         captured = {}
         handles = [
             module.register_forward_pre_hook(lambda m, args, i=i: captured.__setitem__(i, args[0][0, -1].clone()))
             for i, module in enumerate(self.modules)
         ]
         try:
-            with torch.no_grad():  # the whole prompt once: the prefix's cache and the clean last position
-                run = self.hf(ids, use_cache=True, logits_to_keep=1)
+            # the whole prompt once: the prefix's cache, the clean last position and what enters each block there
+            with torch.no_grad(), families.recording_block_inputs(model) as entering:
+                run = model.original_model(ids, use_cache=True, logits_to_keep=1)
         finally:
             for handle in handles:
                 handle.remove()
         self.clean_logits: Float[torch.Tensor, "d_vocab"] = run.logits[0, -1].float()
         self.clean_activations: Float[torch.Tensor, "layers d_mlp"] = torch.stack([captured[i] for i in range(len(self.modules))])
+        self.entering: Float[torch.Tensor, "layers d_model"] = torch.stack([entering[layer][0, -1] for layer in self.layers])
         self.prefix_cache = run.past_key_values
         self.prefix_cache.crop(-1)  # drop the last position, which every later pass recomputes
 
-    def logits(self, replacements: dict[int, tuple[torch.Tensor, torch.Tensor]], batch: int) -> torch.Tensor:
-        """``[batch, d_vocab]`` last-position logits; ``replacements[i] = (rows, values)`` sets the
-        FFN activations of ``self.layers[i]`` in those rows."""
+    def logits(self, activations: Float[torch.Tensor, "batch d_mlp"],
+               layer_index: Int[torch.Tensor, "batch"]) -> Float[torch.Tensor, "batch d_vocab"]:
+        """Last-position logits with row ``r``'s FFN activations at ``self.layers[layer_index[r]]``
+        set to ``activations[r]``; differentiable in ``activations``."""
+        blocks = torch.tensor(self.layers, device=layer_index.device)[layer_index]
+        order = torch.argsort(blocks, stable=True)  # a staggered pass wants rows in ascending start block
+        ordered_index, ordered_values = layer_index[order], activations[order]
         cache = copy.deepcopy(self.prefix_cache)
-        cache.batch_repeat_interleave(batch)
+        cache.batch_repeat_interleave(len(order))
         handles = []
-        for index, (rows, values) in replacements.items():
-            def replace(module, args, rows=rows, values=values):
-                activation = args[0].clone()  # [batch, 1, d_mlp]
-                activation[rows, 0] = values.to(activation.dtype)
+        for index, module in enumerate(self.modules):
+            rows = (ordered_index == index).nonzero()[:, 0]
+
+            def replace(module, args, rows=rows):
+                activation = args[0].clone()  # [active rows, 1, d_mlp]
+                activation[rows, 0] = ordered_values[rows].to(activation.dtype)
                 return (activation, *args[1:])
 
-            handles.append(self.modules[index].register_forward_pre_hook(replace))
+            handles.append(module.register_forward_pre_hook(replace))
         try:
-            return self.hf(self.last.expand(batch, 1), past_key_values=cache).logits[:, -1].float()
+            hidden = self.entering[ordered_index][:, None]  # [batch, 1, d_model]
+            logits = families.run_from_block(self.model, blocks[order].tolist(), hidden, past_key_values=cache).logits
         finally:
             for handle in handles:
                 handle.remove()
+        return logits[:, -1].float()[torch.argsort(order)]
 
 
 def attribute(
@@ -200,8 +212,7 @@ def attribute(
         # captum orders rows step-major, each step holding every layer: row r is layer r % n_layers
         # (n is a multiple of n_layers, so the appended row j is layer j)
         row_layer = torch.arange(scaled.shape[0], device=scaled.device) % n_layers
-        replacements = {i: (rows, scaled[rows]) for i in range(n_layers) for rows in [(row_layer == i).nonzero()[:, 0]]}
-        values = readout(runner.logits(replacements, scaled.shape[0]))
+        values = readout(runner.logits(scaled, row_layer))
         if extra:
             baseline_outputs.append(values[n:].detach())
         return values[:n]
