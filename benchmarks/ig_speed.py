@@ -11,13 +11,16 @@ The workbench batches all (layer, step) pairs together and runs only the last to
 earlier positions' keys and values cached. All run in this process, alternately, on the same
 prompt; ratios of best times are reported, with the largest difference between attributions.
 
-    python benchmarks/ig_speed.py [--model factgpt] [--steps 20] [--repeats 3]
+Peak resident memory of each run above what the process held before it is reported beside it.
+
+    python benchmarks/ig_speed.py [--model smollm2-135m|factgpt] [--steps 20] [--repeats 1] [--out FILE]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,10 +28,12 @@ from captum.attr import IntegratedGradients
 
 import workbench
 from workbench import families
+from workbench.evaluate.resources import PeakMemory
 from workbench.locate.attribution import attribute
 from workbench.tokens import encode
 
-PROMPT = "The capital of Burkina Faso is"
+PROMPTS = {"factgpt": "The capital of Burkina Faso is", "smollm2-135m": "The Eiffel Tower is located in the city of",
+           "gemma3-270m": "The Eiffel Tower is located in the city of"}
 
 
 def layer_by_layer(model, prompt: str, answer_id: int, steps: int, batch_size: int, shared_read: bool) -> np.ndarray:
@@ -60,29 +65,39 @@ def layer_by_layer(model, prompt: str, answer_id: int, steps: int, batch_size: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="factgpt")
+    parser.add_argument("--model", default="smollm2-135m", choices=sorted(PROMPTS))
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=10, help="steps per pass in the reference loop (its default: 10)")
+    parser.add_argument("--out", help="also write the report to this JSON file")
     args = parser.parse_args()
     model = workbench.load_model(args.model)
+    prompt = PROMPTS[args.model]
     loops = {  # name: (batch size, shared activation read)
         "reference_loop": (args.batch_size, False),
         "one_batch_loop": (args.steps, True),
     }
     times: dict[str, list[float]] = {"batched": [], **{name: [] for name in loops}}
-    for _ in range(args.repeats):
-        started = time.perf_counter()
-        batched = attribute(model, PROMPT, steps=args.steps)
-        times["batched"].append(time.perf_counter() - started)
-        for name, (batch_size, shared_read) in loops.items():
+    peak_mb: dict[str, float] = {}
+    attribute(model, prompt, steps=2)  # warm-up: first-call costs belong to neither side
+
+    def timed(name: str, run):
+        with PeakMemory() as peak:
             started = time.perf_counter()
-            looped = layer_by_layer(model, PROMPT, batched.answer_id, args.steps, batch_size, shared_read)
+            result = run()
             times[name].append(time.perf_counter() - started)
+        peak_mb[name] = max(peak_mb.get(name, 0.0), peak.megabytes_above_start)
+        return result
+
+    for _ in range(args.repeats):
+        batched = timed("batched", lambda: attribute(model, prompt, steps=args.steps))
+        for name, (batch_size, shared_read) in loops.items():
+            looped = timed(name, lambda: layer_by_layer(model, prompt, batched.answer_id, args.steps, batch_size,
+                                                        shared_read))
     best = {name: min(values) for name, values in times.items()}
     report = {
         "model": args.model,
-        "prompt": PROMPT,
+        "prompt": prompt,
         "layers": model.cfg.n_layers,
         "neurons_per_layer": model.cfg.d_mlp,
         "steps": args.steps,
@@ -92,9 +107,14 @@ def main() -> None:
         "speedup_vs_one_batch_loop": best["one_batch_loop"] / best["batched"],
         "max_abs_difference": float(np.abs(batched.attributions - looped).max()),
         "max_abs_attribution": float(np.abs(looped).max()),
+        "largest_completeness_delta": float(np.abs(batched.deltas).max()),
+        "peak_megabytes_above_start": peak_mb,
         "threads": torch.get_num_threads(),
     }
-    print(json.dumps(report, indent=2))
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
 
 
 if __name__ == "__main__":

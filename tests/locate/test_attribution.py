@@ -94,6 +94,24 @@ def test_batched_cached_attribution_matches_the_naive_loop(models, family):
         np.testing.assert_allclose(result.attributions[index], expected.detach().numpy(), rtol=1e-3, atol=1e-9)
 
 
+def test_layers_in_any_order_give_each_layer_the_same_attributions(models):
+    """Rows start at their own layer's block, sorted by it inside the pass; the caller's order stays."""
+    model = models["llama"]
+    ascending = attribute(model, PROMPT, layers=[0, 1], steps=4)
+    descending = attribute(model, PROMPT, layers=[1, 0], steps=4)
+    assert descending.layers == [1, 0]
+    np.testing.assert_allclose(descending.attributions[::-1], ascending.attributions, rtol=1e-5, atol=1e-9)
+
+
+def test_bfloat16_attribution_stays_near_the_float32_one(models):
+    model = models["llama"]
+    exact = attribute(model, PROMPT, steps=8)
+    reduced = attribute(model, PROMPT, steps=8, dtype="bfloat16")
+    assert reduced.settings["dtype"] == "bfloat16" and not np.array_equal(exact.attributions, reduced.attributions)
+    scale = np.abs(exact.attributions).max()
+    np.testing.assert_allclose(reduced.attributions, exact.attributions, atol=0.05 * scale)
+
+
 def test_log_prob_target_and_round_trip(models, tmp_path):
     result = attribute(models["gpt2"], PROMPT, target="log_prob", layers=[1], steps=8)
     assert result.layers == [1] and result.attributions.shape == (1, models["gpt2"].cfg.d_mlp)
@@ -105,7 +123,8 @@ def test_log_prob_target_and_round_trip(models, tmp_path):
 
 @pytest.mark.parametrize("kwargs, error", [({"target": "logit"}, InvalidRequestError),
                                            ({"layers": [5]}, LayerOutOfRangeError),
-                                           ({"steps": 0}, InvalidRequestError)])
+                                           ({"steps": 0}, InvalidRequestError),
+                                           ({"dtype": "float16"}, InvalidRequestError)])
 def test_bad_input(models, kwargs, error):
     with pytest.raises(error):
         attribute(models["gpt2"], PROMPT, **kwargs)

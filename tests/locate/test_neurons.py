@@ -37,7 +37,8 @@ def test_refinement_keeps_neurons_shared_by_enough_prompts(model, monkeypatch):
         "n2": {(1, 2): 1.0, (0, 1): 0.1},
     }
     monkeypatch.setattr(neurons_module, "attribute",
-                        lambda model, prompt, answer=None, steps=20, layers=None: _fake_attribution(prompt, table[prompt]))
+                        lambda model, prompt, answer=None, steps=20, layers=None, dtype="float32":
+                        _fake_attribution(prompt, table[prompt]))
     found = knowledge_neurons(model, ["p1", "p2", "p3"], "x", threshold=0.2, share=0.5)
     assert found.per_prompt[1] == [[0, 1], [1, 3]]
     assert found.neurons == [[0, 1], [1, 2]]  # (1,2) in p1 and p3 only: 2/3 > 0.5; (1,3) 1/3
@@ -82,6 +83,15 @@ def test_interventions_scale_the_activations(model):
     assert answer_probabilities(model, prompts, answers, [[0, 3]], 0.0)[0] == pytest.approx(expected, rel=1e-6)
     effect = intervention_effect(model, [[0, 3]], prompts, answers, 0.0)
     assert effect[0] == pytest.approx((expected - plain[0]) / plain[0], rel=1e-5)
+
+
+def test_prompts_of_different_lengths_in_one_pass_equal_each_alone(model):
+    prompts = ["The capital of France is", "Rome is the capital of", "The capital city of the country of Peru is"]
+    answers = ["Paris", "Italy", "Lima"]
+    for neurons, scale in (((), 1.0), ([[0, 3], [1, 7]], 0.0), ([[1, 7]], 2.0)):
+        together = answer_probabilities(model, prompts, answers, neurons, scale)
+        alone = [answer_probabilities(model, [p], [a], neurons, scale)[0] for p, a in zip(prompts, answers)]
+        np.testing.assert_allclose(together, alone, rtol=1e-5)
 
 
 def test_memory_reads_key_value_and_vocabulary_directly(model):

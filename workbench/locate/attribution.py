@@ -36,6 +36,7 @@ from workbench import families
 from workbench.errors import InvalidRequestError
 from workbench.locate.tracing import answer_token
 from workbench.models import frozen_weights
+from workbench.precision import check_compute_dtype, computing_in
 from workbench.results import JsonResult
 from workbench.tokens import encode
 
@@ -172,6 +173,7 @@ def attribute(
     method: str = "gausslegendre",
     target: str = "prob",
     internal_batch_size: int = 1024,
+    dtype: str = "float32",
 ) -> NeuronAttribution:
     """Integrated gradients of p(answer) at the last position w.r.t. every FFN neuron of ``layers``.
 
@@ -185,11 +187,15 @@ def attribute(
             under-reports every attribution by 1/steps (the convergence delta shows it).
         target: ``"prob"`` for p(answer) or ``"log_prob"`` for log p(answer).
         internal_batch_size: (layer, step) rows per forward pass.
+        dtype: ``"bfloat16"`` runs the integration passes' matrix products, forward and backward,
+            in bfloat16 (:mod:`workbench.precision`); the clean run, the endpoints of the
+            completeness delta and the attributions' sums stay float32.
     """
     if target not in ("prob", "log_prob"):
         raise InvalidRequestError(f"target must be 'prob' or 'log_prob', got {target!r}")
     if steps < 1:
         raise InvalidRequestError("steps must be at least 1")
+    check_compute_dtype(dtype)
     layers = list(range(families.n_layers(model))) if layers is None else [families.check_layer(model, l) for l in layers]
     runner = _LastPositionRunner(model, prompt, layers)
     clean_logits, activations = runner.clean_logits, runner.clean_activations
@@ -219,7 +225,7 @@ def attribute(
 
     batch = max(n_layers, internal_batch_size // n_layers * n_layers)
     output = readout(clean_logits[None])[0]
-    with frozen_weights(model):
+    with frozen_weights(model), computing_in(dtype, activations.device):
         attributions, delta = integrated_gradients(
             forward, activations, steps=steps, method=method, internal_batch_size=batch,
             endpoint_outputs=lambda: (output.expand(n_layers), baseline_outputs[0]),
@@ -236,5 +242,5 @@ def attribute(
         deltas=delta.detach().float().cpu().numpy(),
         output=float(output),
         baseline_outputs=baselines.float().cpu().numpy(),
-        settings={"steps": steps, "method": method},
+        settings={"steps": steps, "method": method, "dtype": dtype},
     )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from jaxtyping import Float
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
@@ -29,7 +30,7 @@ from workbench.errors import InvalidRequestError
 from workbench.locate.attribution import attribute
 from workbench.locate.tracing import answer_token
 from workbench.results import JsonResult
-from workbench.tokens import encode
+from workbench.tokens import encode, pad_right
 
 
 @dataclass(repr=False)
@@ -68,6 +69,7 @@ def knowledge_neurons(
     negative_prompts: Sequence[str] = (),
     steps: int = 20,
     layers: Sequence[int] | None = None,
+    dtype: str = "float32",
 ) -> KnowledgeNeurons:
     """Find the knowledge neurons of the fact that ``prompts`` all complete with ``answer``.
 
@@ -79,17 +81,20 @@ def knowledge_neurons(
         steps: integration steps per attribution.
         layers: layers whose neurons are candidates (default: all). Leave out layers whose
             attributions do not converge (a large convergence delta in :func:`attribute`'s result).
+        dtype: ``"bfloat16"`` for the attributions' matrix products (:func:`attribute`).
     """
     if not prompts:
         raise InvalidRequestError("knowledge_neurons needs at least one prompt")
     if not 0 < threshold <= 1 or not 0 <= share < 1:
         raise InvalidRequestError("threshold must be in (0, 1] and share in [0, 1)")
-    per_prompt = [_salient(attribute(model, prompt, answer, steps=steps, layers=layers), threshold) for prompt in prompts]
+    def salient(prompt: str, answer: str | None) -> set[tuple[int, int]]:
+        return _salient(attribute(model, prompt, answer, steps=steps, layers=layers, dtype=dtype), threshold)
+
+    per_prompt = [salient(prompt, answer) for prompt in prompts]
     counts = Counter(neuron for found in per_prompt for neuron in found)
     neurons = {n for n, c in counts.items() if c > share * len(prompts)}
     if negative_prompts:
-        negative = Counter(n for p in negative_prompts
-                           for n in _salient(attribute(model, p, steps=steps, layers=layers), threshold))
+        negative = Counter(n for p in negative_prompts for n in salient(p, None))
         neurons -= {n for n, c in negative.items() if c > share * len(negative_prompts)}
     return KnowledgeNeurons(
         prompts=list(prompts),
@@ -97,7 +102,7 @@ def knowledge_neurons(
         neurons=[list(n) for n in sorted(neurons)],
         per_prompt=[[list(n) for n in sorted(found)] for found in per_prompt],
         settings={"threshold": threshold, "share": share, "steps": steps, "negatives": len(negative_prompts),
-                  "layers": None if layers is None else list(layers)},
+                  "layers": None if layers is None else list(layers), "dtype": dtype},
     )
 
 
@@ -122,22 +127,26 @@ def answer_probabilities(
     by_layer: dict[int, list[int]] = {}
     for layer, neuron in neurons:
         by_layer.setdefault(families.check_layer(model, layer), []).append(neuron)
-    result = []
-    for prompt, answer in zip(prompts, answers):
-        ids = encode(model, prompt)
-        last = ids.shape[1] - 1
+    if not prompts:
+        return np.zeros(0)
+    rows = [encode(model, prompt)[0].tolist() for prompt in prompts]
+    ids = pad_right(rows, pad=rows[0][-1], device=model.cfg.device)  # one pass; no row reads its padding
+    batch = torch.arange(len(rows), device=ids.device)
+    last = torch.tensor([len(row) - 1 for row in rows], device=ids.device)
 
-        def rescale(columns):
-            def hook(activation, hook=None):
-                activation[:, last, columns] *= scale
-                return activation
+    def rescale(columns: list[int]):
+        columns = torch.tensor(columns, device=ids.device)
 
-            return hook
+        def hook(activation: Float[torch.Tensor, "batch pos d_mlp"], hook=None):
+            activation[batch[:, None], last[:, None], columns[None, :]] *= scale
+            return activation
 
-        hooks = [(families.Hooks.mlp_key(layer), rescale(columns)) for layer, columns in by_layer.items()]
-        logits = model.run_with_hooks(ids, return_type="logits", fwd_hooks=hooks)
-        result.append(logits[0, -1].float().softmax(-1)[answer_token(model, answer)].item())
-    return np.asarray(result)
+        return hook
+
+    hooks = [(families.Hooks.mlp_key(layer), rescale(columns)) for layer, columns in by_layer.items()]
+    logits = model.run_with_hooks(ids, return_type="logits", fwd_hooks=hooks)[batch, last]  # [prompts, d_vocab]
+    answer_ids = torch.tensor([answer_token(model, answer) for answer in answers], device=ids.device)
+    return logits.float().softmax(-1)[batch, answer_ids].cpu().numpy().astype(np.float64)
 
 
 def intervention_effect(
