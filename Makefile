@@ -30,11 +30,13 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 run: install
 	$(BIN)/workbench story
 
-# Two pytest processes (pytest-xdist, a test file per process at a time), one thread each: much of the
+# lint-imports checks the package's layers first (pyproject.toml, docs/architecture.md). Then two
+# pytest processes (pytest-xdist, a test file per process at a time), one thread each: much of the
 # run is Python-bound (imports, notebook kernels, small tensors), and two threaded torch processes on
 # two cores would slow each other down. Measured on 2 cores: 457 s for tests and notebooks, where one
 # process took 419 s for the tests alone and about 340 s more for the notebooks.
 test: install
+	$(BIN)/lint-imports
 	$(OFFLINE) OMP_NUM_THREADS=1 $(BIN)/pytest -q -n 2 --dist loadfile --durations=15 --nbmake tests notebooks
 
 test-slow: install

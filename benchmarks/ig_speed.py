@@ -77,7 +77,7 @@ def main() -> None:
         "reference_loop": (args.batch_size, False),
         "one_batch_loop": (args.steps, True),
     }
-    times: dict[str, list[float]] = {"batched": [], **{name: [] for name in loops}}
+    times: dict[str, list[float]] = {"batched": [], "batched_bfloat16": [], **{name: [] for name in loops}}
     peak_mb: dict[str, float] = {}
     attribute(model, prompt, steps=2)  # warm-up: first-call costs belong to neither side
 
@@ -91,6 +91,7 @@ def main() -> None:
 
     for _ in range(args.repeats):
         batched = timed("batched", lambda: attribute(model, prompt, steps=args.steps))
+        reduced = timed("batched_bfloat16", lambda: attribute(model, prompt, steps=args.steps, dtype="bfloat16"))
         for name, (batch_size, shared_read) in loops.items():
             looped = timed(name, lambda: layer_by_layer(model, prompt, batched.answer_id, args.steps, batch_size,
                                                         shared_read))
@@ -105,6 +106,9 @@ def main() -> None:
         "seconds": best,
         "speedup_vs_reference_loop": best["reference_loop"] / best["batched"],
         "speedup_vs_one_batch_loop": best["one_batch_loop"] / best["batched"],
+        "speedup_bfloat16_vs_reference_loop": best["reference_loop"] / best["batched_bfloat16"],
+        "bfloat16_max_abs_difference": float(np.abs(reduced.attributions - batched.attributions).max()),
+        "bfloat16_largest_completeness_delta": float(np.abs(reduced.deltas).max()),
         "max_abs_difference": float(np.abs(batched.attributions - looped).max()),
         "max_abs_attribution": float(np.abs(looped).max()),
         "largest_completeness_delta": float(np.abs(batched.deltas).max()),

@@ -29,12 +29,14 @@ import workbench
 from workbench import families
 from workbench.edit.api import edit
 from workbench.edit.contexts import sample_prefixes
-from workbench.edit.memit import MemitHyperParams, memit_layers
+from workbench.edit.memit import MemitHyperParams
+from workbench.edit.spread import mass_edit_layers
 from workbench.edit.stats import pinned_statistics, second_moments, using_corpus
 from workbench.edit.targets import optimise_value_deltas
 from workbench.evaluate.metrics import case_metrics, summarize
 from workbench.models import record_of
 from workbench.zoo.mass_requests import mass_requests
+from workbench.zoo.records import RECORDS
 
 
 def search(model, hook, requests, templates, hparams: MemitHyperParams, chunk: int, dtype: str) -> dict:
@@ -67,10 +69,10 @@ def main() -> None:
     record = record_of(model)
     tuned = {k: v for k, v in record.editor_settings["memit"].items() if k != "layer"}
     hparams = MemitHyperParams(**tuned)
-    layers = memit_layers(model, record.editor_settings["memit"]["layer"], hparams.span)
+    layers = mass_edit_layers(model, record.editor_settings["memit"]["layer"], hparams.span)
     hook = families.Hooks.resid_post(layers[-1])
     counts = [int(n) for n in args.requests.split(",")]
-    cases = mass_requests(model.tokenizer, args.model, max(counts + [args.es_cases]))
+    cases = mass_requests(model.tokenizer, RECORDS[args.model].relations(), max(counts + [args.es_cases]))
     report = {"model": args.model, "layers": layers, "chunk_requests": hparams.chunk_requests,
               "threads": torch.get_num_threads(), "by_requests": {}}
     with using_corpus(record.corpus_texts(), record.corpus), pinned_statistics(model):

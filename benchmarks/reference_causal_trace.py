@@ -190,6 +190,30 @@ def check_patching(causal_trace: types.ModuleType, mt, prompt: str, subject: str
                          f"corrupted {corrupted:.6f}, last state restored {restored:.6f}")
 
 
+def load_reference(folder: Path, model_name: str):
+    """The reference module, imported and adapted, and its ``ModelAndTokenizer`` holding the
+    bundled model ``model_name`` loaded as a plain Hugging Face model (float32, eager attention,
+    as :func:`workbench.load_model` loads it)."""
+    causal_trace = import_reference(folder)
+    directory = RECORDS[model_name].weights(cache_root())
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, attn_implementation="eager",
+                                                 local_files_only=True).eval().requires_grad_(False)
+    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    mt = causal_trace.ModelAndTokenizer(model=model, tokenizer=tokenizer)
+    if mt.num_layers == 0:  # its layer regex knows GPT-2/NeoX names only
+        mt.num_layers = model.config.num_hidden_layers
+    adapt_reference(causal_trace, model.device)
+    return causal_trace, mt
+
+
+def reference_trace(causal_trace, mt, prompt: str, subject: str, samples: int, noise: float, window: int,
+                    token_range: str | None = None) -> list[dict]:
+    """The reference's full trace of one prompt: ``calculate_hidden_flow`` for each of :data:`KINDS`."""
+    return [causal_trace.calculate_hidden_flow(mt, prompt, subject, samples=samples, noise=noise, window=window,
+                                               kind=kind, token_range=token_range)
+            for kind in KINDS]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m", choices=sorted(PROMPTS))
@@ -202,31 +226,19 @@ def main() -> None:
     parser.add_argument("--out", help="also write the report to this JSON file")
     args = parser.parse_args()
     folder = extract_reference(args.rome_git_dir) if args.rome_git_dir else cached_reference()
-    causal_trace = import_reference(folder)
     prompts = PROMPTS[args.model][: args.prompts]
-
     bridge = workbench.load_model(args.model)  # for the noise scale, exactly as trace_speed.py computes it
     noises = [3.0 * embedding_std(bridge, [subject]) for _, subject in prompts]
     del bridge
     gc.collect()
-    directory = RECORDS[args.model].weights(cache_root())
-    model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32, attn_implementation="eager",
-                                                 local_files_only=True).eval().requires_grad_(False)
-    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-    mt = causal_trace.ModelAndTokenizer(model=model, tokenizer=tokenizer)
-    if mt.num_layers == 0:  # its layer regex knows GPT-2/NeoX names only
-        mt.num_layers = model.config.num_hidden_layers
-    adapt_reference(causal_trace, model.device)
-
+    causal_trace, mt = load_reference(folder, args.model)
     for (prompt, subject), noise in zip(prompts, noises):
         check_patching(causal_trace, mt, prompt, subject, noise)  # also the warm-up
     token_range = "subject_last" if args.subject_last_only else None
     per_prompt, tokens = [], []
     for (prompt, subject), noise in zip(prompts, noises):
         started = time.perf_counter()
-        results = [causal_trace.calculate_hidden_flow(mt, prompt, subject, samples=args.samples, noise=noise,
-                                                      window=args.window, kind=kind, token_range=token_range)
-                   for kind in KINDS]
+        results = reference_trace(causal_trace, mt, prompt, subject, args.samples, noise, args.window, token_range)
         per_prompt.append(time.perf_counter() - started)
         tokens.append(results[0]["input_tokens"])
     report = {
@@ -244,7 +256,7 @@ def main() -> None:
         "reference_tokens": tokens,
         "reference_commit": folder.name,
         "layers": mt.num_layers,
-        "device": str(model.device),
+        "device": str(mt.model.device),
         "threads": torch.get_num_threads(),
     }
     text = json.dumps(report, indent=2)

@@ -21,6 +21,7 @@ import workbench
 from workbench.edit.api import edit
 from workbench.evaluate.metrics import case_metrics, summarize
 from workbench.zoo.mass_requests import mass_requests
+from workbench.zoo.records import RECORDS
 
 SCORES = ("efficacy_score", "paraphrase_score", "neighborhood_score")
 
@@ -39,7 +40,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     model = workbench.load_model(args.model)
-    requests = mass_requests(model.tokenizer, args.model, args.edits)
+    requests = mass_requests(model.tokenizer, RECORDS[args.model].relations(), args.edits)
     cases = requests[: args.cases]
     unedited, serac, scores = [], [], {}
     started = time.perf_counter()

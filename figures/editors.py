@@ -36,7 +36,8 @@ from workbench.evaluate.bench import BenchResult, run_bench  # noqa: E402
 from workbench.evaluate.scaling import ScalingResult, run_scaling  # noqa: E402
 from workbench.models import record_of  # noqa: E402
 from workbench.plot.scaling import LABELS, method_colours, plot_scaling  # noqa: E402
-from workbench.zoo.mass_requests import mass_requests  # noqa: E402
+from workbench.zoo.mass_requests import mass_requests
+from workbench.zoo.records import RECORDS  # noqa: E402
 
 HERE = Path(__file__).parent
 MODEL = "smollm2-135m"
@@ -71,7 +72,7 @@ def main() -> None:
                                         ("sequential", SEQUENTIAL, ("rome",), args.sequential_edits)):
         if part in parts:
             counts = [int(n) for n in counts.split(",")]
-            records = mass_requests(model.tokenizer, MODEL, max(counts))
+            records = mass_requests(model.tokenizer, RECORDS[MODEL].relations(), max(counts))
             checkpoint = path.with_suffix(".partial.json")
             run_scaling(model, records, list(methods), counts, mode=part, fluency_tokens=FLUENCY_TOKENS,
                         checkpoint=checkpoint).save(path)

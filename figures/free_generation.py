@@ -16,7 +16,7 @@ from pathlib import Path
 
 import workbench
 from workbench.evaluate.generation import exact_match, greedy_answers
-from workbench.evaluate.probabilities import score_targets
+from workbench.probabilities import score_targets
 from workbench.models import record_of
 
 HERE = Path(__file__).parent

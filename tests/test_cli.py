@@ -72,7 +72,7 @@ def test_edit_prints_before_and_after(tiny_model_dirs, capsys, tmp_path):
 
 
 def test_edit_computes_statistics_over_the_given_corpus(tiny_model_dirs, tmp_path):
-    from workbench.edit.session import load_edit
+    from workbench.edit.saved import load_edit
     from workbench.edit.stats import using_corpus
 
     texts = _varied_texts()
@@ -160,3 +160,21 @@ def test_bench_passes_set_hyper_parameters_and_refuses_unknown_ones(tmp_path, ca
     capsys.readouterr()
     assert main(["bench", "--model", "factgpt", "--method", "ft", "--cases", "1", "--set", "bogus=1"]) == 2
     assert "bogus" in capsys.readouterr().err
+
+
+def test_zoo_cities_writes_requests_and_how_many_the_model_knows(tmp_path, capsys):
+    import json
+
+    from workbench.data import read_counterfact
+    from workbench.zoo.mass_requests import mass_requests
+    from workbench.zoo.records import RECORDS
+
+    out = tmp_path / "cities.json"
+    assert main(["zoo", "cities", "--model", "factgpt", "--n", "12", "--out", str(out)]) == 0
+    written = read_counterfact(out)
+    tokenizer = workbench.load_model("factgpt").tokenizer
+    assert written == mass_requests(tokenizer, RECORDS["factgpt"].relations(), 12)
+    meta = json.loads(out.with_suffix(".meta.json").read_text())
+    assert meta["cases"] == 12 and 0 <= meta["known"] <= 12 and meta["model"] == "factgpt"
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == meta
+    assert main(["zoo", "cities", "--model", "not-a-model", "--out", str(out)]) == 2

@@ -11,7 +11,7 @@ a checksummed settings folder bound to the weights (:mod:`workbench.settings`), 
    (teacher-forced top-1 of the object's first token, every template).
 2. **Known facts and benchmark**: the facts of the bundled real-facts knowledge base (or the
    user's) the model answers under every template of their relation, and a CounterFact-style
-   benchmark of them (:func:`workbench.zoo.benchmark.build_benchmark`); one case in five is the
+   benchmark of them (:func:`workbench.zoo.cases.build_benchmark`); one case in five is the
    tuning split, on which everything below is chosen; the evaluation split is never read here.
    A bundled record that ships facts and a benchmark measured under the prefix found in step 1
    (smollm2-135m) is calibrated on those instead, so that its evaluation split stays unseen.
@@ -69,14 +69,14 @@ from workbench.evaluate.scaling import run_scaling
 from workbench.locate.effects import LAST_SUBJECT, trace_many
 from workbench.models import RECORD_KEY, cache_root, load_model, record_of, set_prompt_prefix
 from workbench.settings import CalibratedSettings, read_settings, settings_directory, write_settings
-from workbench.zoo.benchmark import build_benchmark, first_tokens
+from workbench.zoo.cases import build_benchmark, first_tokens
 from workbench.zoo.build_real_knowledge import REAL_FACTS_PATH
 from workbench.zoo.corpora import CORPORA
 from workbench.zoo.knowledge import facts_by_relation, load_facts
 from workbench.zoo.records import RECORDS, TUNING_EVERY, ModelRecord
 from workbench.zoo.recall import measure_recall
 from workbench.zoo.relations import RELATIONS, Relation
-from workbench.zoo.train import TrainingFact
+from workbench.zoo.recall import TrainingFact
 
 CORPUS = "wikipedia-vital-leads"
 MIN_KNOWN_FACTS = 20

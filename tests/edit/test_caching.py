@@ -10,7 +10,7 @@ from workbench.data import EditRequest
 from workbench.edit.intercept import has_rules
 from workbench.errors import InvalidRequestError
 from workbench.evaluate.fluency import generate
-from workbench.evaluate.probabilities import score_targets
+from workbench.probabilities import score_targets
 from workbench.tokens import target_ids
 
 EDIT = EditRequest("The capital of {} is", "France", "the city of Lower Saxony", "Paris")

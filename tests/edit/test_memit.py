@@ -11,11 +11,12 @@ import workbench
 from workbench import families
 from workbench.data import EditRequest
 from workbench.edit.contexts import mean_keys, values_at_subject
-from workbench.edit.memit import memit_layers, spread_update
+from workbench.edit.memit import spread_update
+from workbench.edit.spread import mass_edit_layers
 from workbench.edit.rome import rank_one_update
 from workbench.edit.targets import ValueSearch, optimise_value_deltas
 from workbench.errors import InvalidRequestError, LayerOutOfRangeError
-from workbench.evaluate.probabilities import score_targets
+from workbench.probabilities import score_targets
 
 REQUESTS = [
     EditRequest("The capital of {} is", "France", "Rome", "Paris"),
@@ -166,12 +167,12 @@ def test_only_the_memit_layers_change_and_restore_is_bit_exact(models, family):
     assert changed(model, before) == set()
 
 
-def test_memit_layers(models):
+def test_mass_edit_layers(models):
     model = models["gpt2"]
-    assert memit_layers(model, 1, span=3) == [0, 1]
-    assert memit_layers(model, [1, 0, 1], span=3) == [0, 1]
+    assert mass_edit_layers(model, 1, span=3) == [0, 1]
+    assert mass_edit_layers(model, [1, 0, 1], span=3) == [0, 1]
     with pytest.raises(LayerOutOfRangeError):
-        memit_layers(model, [0, 9], span=1)
+        mass_edit_layers(model, [0, 9], span=1)
 
 
 def test_conflicting_targets_empty_batches_and_the_last_layer_are_refused_untouched(models):
@@ -197,7 +198,7 @@ def test_a_bfloat16_search_finds_nearly_the_float32_deltas(models):
     cosine = torch.nn.functional.cosine_similarity(exact.deltas, reduced.deltas, dim=-1)
     assert cosine.min() > 0.95
     assert not torch.equal(exact.deltas, reduced.deltas)  # bfloat16 did run
-    with pytest.raises(InvalidRequestError, match="search dtype"):
+    with pytest.raises(InvalidRequestError, match="compute dtype"):
         ValueSearch(dtype="float16")
 
 

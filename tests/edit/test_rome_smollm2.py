@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import workbench
-from workbench.evaluate.probabilities import score_targets
+from workbench.probabilities import score_targets
 from workbench.models import hf_state_dict
 from workbench.zoo.records import RECORDS
 

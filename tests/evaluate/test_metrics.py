@@ -11,7 +11,7 @@ import workbench
 from workbench.data import CounterFactRecord, EditRequest
 from workbench.evaluate.fluency import generate, ngram_entropy
 from workbench.evaluate.metrics import case_metrics, summarize, without_edited_neighbours
-from workbench.evaluate.probabilities import score_targets
+from workbench.probabilities import score_targets
 
 
 @pytest.fixture(scope="module")

@@ -51,7 +51,7 @@ def test_unedited_model_keeps_neighbours_and_rejects_new_targets(records):
 @pytest.mark.slow
 def test_shipped_benchmark_is_what_the_builder_makes(records):
     """Rebuild from the model's measured recall: same records (the builder is deterministic)."""
-    from workbench.zoo.benchmark import build_benchmark, first_tokens
+    from workbench.zoo.cases import build_benchmark, first_tokens
     from workbench.zoo.recall import measure_recall
     from workbench.zoo.train import with_default_templates
 

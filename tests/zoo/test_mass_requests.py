@@ -5,12 +5,13 @@ import pytest
 
 import workbench
 from workbench.zoo.mass_requests import city_facts, mass_requests
+from workbench.zoo.records import RECORDS
 
 
 @pytest.fixture(scope="module")
 def cases():
     tokenizer = workbench.load_model("factgpt").tokenizer
-    return mass_requests(tokenizer, "factgpt", n=10_000), tokenizer
+    return mass_requests(tokenizer, RECORDS["factgpt"].relations(), n=10_000), tokenizer
 
 
 def test_cities_have_their_countries():

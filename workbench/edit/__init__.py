@@ -8,7 +8,8 @@ import sys
 import types
 
 from workbench.edit.api import edit
-from workbench.edit.session import EditResult, SavedEdit, load_edit
+from workbench.edit.saved import SavedEdit, load_edit
+from workbench.edit.session import EditResult
 
 
 class _CallablePackage(types.ModuleType):

@@ -8,7 +8,7 @@ batch add up until the model's other knowledge collapses. AlphaEdit removes the 
 1. **Projection** P = U_0 U_0^T per edited layer, U_0 the eigenvectors of the corpus keys' second
    moment C = E[k k^T] whose eigenvalue is below ``null_space_threshold``: the directions the
    preserved keys K_0 (almost) never use, so that Delta P K_0 ~ 0.
-2. **Targets and residuals** exactly as MEMIT's (:func:`workbench.edit.memit.spread_targets`).
+2. **Targets and residuals** exactly as MEMIT's (:func:`workbench.edit.spread.spread_targets`).
 3. **Update** per layer (the paper's closed form)
 
        Delta = R K_1^T P (K_p K_p^T P + K_1 K_1^T P + alpha I)^-1,
@@ -37,10 +37,9 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import EditRequest
 from workbench.edit.contexts import mean_keys
-from workbench.edit.memit import MassEditHyperParams, memit_layers, spread_targets
-from workbench.edit.rome import solve_or_explain
+from workbench.edit.spread import MassEditHyperParams, mass_edit_layers, spread_targets
 from workbench.edit.session import EditResult
-from workbench.edit.stats import second_moments
+from workbench.edit.stats import second_moments, solve_or_explain
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,7 @@ def apply_alphaedit(
     """Write all ``requests`` at once into the MLP output projections of the layers, each update
     projected onto the null space of the corpus keys and preserving earlier AlphaEdit edits."""
     model = result.model
-    layers = memit_layers(model, layer, hparams.span)
+    layers = mass_edit_layers(model, layer, hparams.span)
     moments = second_moments(model, layers, n_samples=hparams.mom2_n_samples, progress=progress)
     projections = {l: null_space_projection(moments[l], hparams.null_space_threshold) for l in layers}
     preserved = {l: edited_keys(model, l) for l in layers}

@@ -20,7 +20,7 @@ from workbench.edit.layers import N_FACTS, default_edit_layer
 from workbench.edit.session import EditResult
 from workbench.edit.stats import active_corpus, pinned_statistics, using_corpus
 from workbench.errors import InvalidRequestError, SubjectNotInPromptError, TargetAlreadyPredictedError
-from workbench.evaluate.probabilities import score_targets
+from workbench.probabilities import score_targets
 from workbench.models import record_of
 from workbench.tokens import locate_subject
 

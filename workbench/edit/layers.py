@@ -4,7 +4,7 @@
    average indirect effect at the last subject token (Meng et al. 2022, Figure 2, window of 10
    layers); measured on the model instead of hard-coded per architecture, on facts the model knows,
    passed in (the entry points pass a bundled model's known facts from its record), and cached.
-2. **Editing** (:func:`swept_edit_layer`): the layer where the edits themselves score best, every
+2. **Editing** (:func:`workbench.evaluate.layer_sweep.sweep_edit_layers`): the layer where the edits themselves score best, every
    candidate layer tried on the same cases (Hase et al. 2023 found the two often disagree).
 
 A bundled model's record names its layer per method and says which of the two chose it.
@@ -65,14 +65,6 @@ def default_edit_layer(
         cache.write_text(json.dumps({"layer": layer, "n_facts": effect.n_facts}))
     return layer
 
-
-def swept_edit_layer(model: TransformerBridge, records, layers: Sequence[int], method: str = "rome", **hparams):
-    """Edit each CounterFact record on its own at every one of ``layers`` and return the
-    :class:`~workbench.evaluate.layer_sweep.LayerSweep` (its ``best_layer`` has the highest Score).
-    Run it on cases you will not report results on (a tuning split)."""
-    from workbench.evaluate.layer_sweep import sweep_edit_layers  # the sweep edits through workbench.edit
-
-    return sweep_edit_layers(model, records, layers, method, **hparams)
 
 
 def edit_layer(model: TransformerBridge, layer: int | None) -> int:

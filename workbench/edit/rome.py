@@ -33,63 +33,14 @@ from workbench.data import EditRequest
 from workbench.edit.contexts import sample_prefixes
 from workbench.edit.layers import edit_layer, refuse_last_layer
 from workbench.edit.session import EditResult
-from workbench.edit.stats import second_moment
-from workbench.edit.targets import ValueSearch, optimise_value_deltas
-from workbench.errors import InvalidRequestError
+from workbench.edit.stats import second_moment, solve_or_explain
+from workbench.edit.targets import TargetHyperParams, optimise_value_deltas
 
 
 @dataclass(frozen=True)
-class RomeHyperParams:
-    """ROME's settings. Defaults follow the paper's GPT-2 XL values where they transfer.
-
-    Attributes:
-        v_steps: gradient steps for delta (the reference uses 20 on GPT-2 XL).
-        v_lr: Adam learning rate for delta.
-        v_weight_decay: weight of ||delta|| / ||v||^2 in the loss (the reference implementation's form).
-        clamp_norm_factor: ||delta|| is kept below this multiple of ||v||.
-        kl_factor: weight of the KL term on the "{subject} is a" prompt.
-        prefixes: (length in tokens, count) of random prefixes sampled from the model for k* and v*.
-        stop_loss: stop the optimisation once the target's NLL falls below this.
-        stop_on: ``"token_mean"`` (the NLL averaged over the target's tokens, as the reference) or
-            ``"target"`` (the whole target's NLL, what the metrics compare); see
-            :class:`workbench.edit.targets.ValueSearch`.
-        mom2_n_samples: texts of the corpus used for C (all if None).
-        seed: seeds the prefixes.
-        v_dtype: ``"float32"`` or ``"bfloat16"`` (autocast) for the search's forward and backward passes.
-    """
-
-    v_steps: int = 25
-    v_lr: float = 0.5
-    v_weight_decay: float = 0.5
-    clamp_norm_factor: float = 4.0
-    kl_factor: float = 0.0625
-    prefixes: tuple[tuple[int, int], ...] = ((5, 5), (10, 5))
-    stop_loss: float = 5e-2
-    mom2_n_samples: int | None = None
-    seed: int = 0
-    v_dtype: str = "float32"
-    stop_on: str = "token_mean"
-
-    def value_search(self) -> ValueSearch:
-        """The settings of the search for delta (:mod:`workbench.edit.targets`)."""
-        return ValueSearch(self.v_steps, self.v_lr, self.v_weight_decay, self.clamp_norm_factor,
-                           self.kl_factor, self.stop_loss, self.v_dtype, self.stop_on)
-
-
-
-def solve_or_explain(matrix: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
-    """Solve ``matrix @ x = right`` for a symmetric positive definite ``matrix`` (Cholesky), with a
-    matrix that is not positive definite explained: the second moment C is singular when the corpus
-    has fewer key vectors than the layer has MLP neurons, or keys that never vary."""
-    factor, info = torch.linalg.cholesky_ex(matrix)
-    if info.item() != 0:
-        raise InvalidRequestError(
-            f"the second moment of the MLP keys is singular ({matrix.shape[0]} x {matrix.shape[0]}): the corpus is "
-            "too small or too repetitive; pass more text with workbench.edit.stats.using_corpus(texts)"
-        )
-    column = right.dim() == 1
-    solved = torch.cholesky_solve(right[:, None] if column else right, factor)
-    return solved[:, 0] if column else solved
+class RomeHyperParams(TargetHyperParams):
+    """ROME's settings: those of its key and target (:class:`~workbench.edit.targets.TargetHyperParams`;
+    the paper's GPT-2 XL values where they transfer)."""
 
 
 def rank_one_update(

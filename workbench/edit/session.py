@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import EditRequest
@@ -122,46 +122,3 @@ class EditResult:
         record = {"method": self.method, "requests": [asdict(r) for r in self.requests], "info": self.info}
         (path / "edit.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
         return path
-
-
-@dataclass(repr=False)
-class SavedEdit:
-    """An edit read from disk: its deltas and description, ready to apply to a model."""
-
-    method: str
-    requests: list[EditRequest]
-    info: dict[str, Any]
-    deltas: dict[str, torch.Tensor]
-
-    def __repr__(self) -> str:
-        return describe_edit("SavedEdit", self.method, self.requests, f"tensors={len(self.deltas)}")
-
-    def apply(self, model: TransformerBridge) -> EditResult:
-        """Apply the saved deltas to ``model``; the returned result can restore it. An edit kept in
-        a memory (caching, SERAC) holds no deltas: it is written again from its requests and settings."""
-        if "memory_settings" in self.info:
-            from workbench.edit.api import edit
-
-            return edit(model, self.requests, self.method, check_targets=False, **self.info["memory_settings"])
-        for name, delta in self.deltas.items():  # check everything before changing anything
-            parameter = parameter_values(model, name)
-            if parameter.shape != delta.shape:
-                raise InvalidRequestError(
-                    f"saved delta for {name} has shape {tuple(delta.shape)} but the model's is {tuple(parameter.shape)}"
-                )
-        result = EditResult(model, self.method, list(self.requests), dict(self.info))
-        for name, delta in self.deltas.items():
-            result.apply_delta(name, delta)  # moved to the parameter's device there
-        return result
-
-
-def load_edit(path: str | Path) -> SavedEdit:
-    """Read an edit written by :meth:`EditResult.save`."""
-    path = Path(path)
-    record = json.loads((path / "edit.json").read_text(encoding="utf-8"))
-    return SavedEdit(
-        method=record["method"],
-        requests=[EditRequest(**r) for r in record["requests"]],
-        info=record["info"],
-        deltas=load_file(path / "deltas.safetensors"),
-    )

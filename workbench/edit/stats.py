@@ -289,3 +289,18 @@ def _read_cache(path: Path) -> torch.Tensor | None:
         path.unlink(missing_ok=True)
         return None
     return moment
+
+
+def solve_or_explain(matrix: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """Solve ``matrix @ x = right`` for a symmetric positive definite ``matrix`` (Cholesky), with a
+    matrix that is not positive definite explained: the second moment C is singular when the corpus
+    has fewer key vectors than the layer has MLP neurons, or keys that never vary."""
+    factor, info = torch.linalg.cholesky_ex(matrix)
+    if info.item() != 0:
+        raise InvalidRequestError(
+            f"the second moment of the MLP keys is singular ({matrix.shape[0]} x {matrix.shape[0]}): the corpus is "
+            "too small or too repetitive; pass more text with workbench.edit.stats.using_corpus(texts)"
+        )
+    column = right.dim() == 1
+    solved = torch.cholesky_solve(right[:, None] if column else right, factor)
+    return solved[:, 0] if column else solved

@@ -67,6 +67,46 @@ STOP_MEASURES = ("token_mean", "target")
 
 
 @dataclass(frozen=True)
+class TargetHyperParams:
+    """Settings of the key-value editors' keys and targets (ROME, MEMIT, AlphaEdit): the search for
+    delta, the context prefixes of keys and targets, the statistics sample. Defaults follow ROME's
+    GPT-2 XL values where they transfer.
+
+    Attributes:
+        v_steps: gradient steps for delta (the reference uses 20 on GPT-2 XL).
+        v_lr: Adam learning rate for delta.
+        v_weight_decay: weight of ||delta|| / ||v||^2 in the loss (the reference implementation's form).
+        clamp_norm_factor: ||delta|| is kept below this multiple of ||v||.
+        kl_factor: weight of the KL term on the "{subject} is a" prompt.
+        prefixes: (length in tokens, count) of random prefixes sampled from the model for k* and v*.
+        stop_loss: stop the optimisation once the target's NLL falls below this.
+        stop_on: ``"token_mean"`` (the NLL averaged over the target's tokens, as the reference) or
+            ``"target"`` (the whole target's NLL, what the metrics compare); see
+            :class:`workbench.edit.targets.ValueSearch`.
+        mom2_n_samples: texts of the corpus used for C (all if None).
+        seed: seeds the prefixes.
+        v_dtype: ``"float32"`` or ``"bfloat16"`` (autocast) for the search's forward and backward passes.
+    """
+
+    v_steps: int = 25
+    v_lr: float = 0.5
+    v_weight_decay: float = 0.5
+    clamp_norm_factor: float = 4.0
+    kl_factor: float = 0.0625
+    prefixes: tuple[tuple[int, int], ...] = ((5, 5), (10, 5))
+    stop_loss: float = 5e-2
+    mom2_n_samples: int | None = None
+    seed: int = 0
+    v_dtype: str = "float32"
+    stop_on: str = "token_mean"
+
+    def value_search(self) -> ValueSearch:
+        """The settings of the search for delta (:mod:`workbench.edit.targets`)."""
+        return ValueSearch(self.v_steps, self.v_lr, self.v_weight_decay, self.clamp_norm_factor,
+                           self.kl_factor, self.stop_loss, self.v_dtype, self.stop_on)
+
+
+@dataclass(frozen=True)
 class ValueDeltas:
     """The result of :func:`optimise_value_deltas`."""
 

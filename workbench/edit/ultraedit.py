@@ -35,9 +35,9 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
 from workbench.data import EditRequest
-from workbench.edit.memit import memit_layers
-from workbench.edit.rome import solve_or_explain
+from workbench.edit.spread import mass_edit_layers
 from workbench.edit.session import EditResult
+from workbench.edit.stats import solve_or_explain
 from workbench.errors import InvalidRequestError
 from workbench.tokens import pad_right, teacher_forced_rows
 
@@ -161,7 +161,7 @@ def apply_ultraedit(result: EditResult, requests: list[EditRequest], layer: int 
                     hparams: UltraEditHyperParams, progress: bool = False) -> None:
     """Write ``requests`` as one UltraEdit turn into the MLP output projections of the layers."""
     model = result.model
-    layers = memit_layers(model, layer, hparams.span)
+    layers = mass_edit_layers(model, layer, hparams.span)
     found = key_gradient_rows(model, requests, layers, hparams.micro_batch)
     saved = {l: normaliser(model, l).copy() for l in layers}
     for l in layers:

@@ -63,11 +63,6 @@ class BenchResult(JsonResult):
         """Neighbourhood token accuracy lost by editing (percentage points)."""
         return self.before["neighborhood_accuracy"] - self.after["neighborhood_accuracy"]
 
-    def plot(self):
-        """Bar chart of ES, PS, NS and Score, unedited and edited (see :func:`workbench.plot.editing.plot_bench`)."""
-        from workbench.plot.editing import plot_bench
-
-        return plot_bench(self)
 
     def table(self) -> str:
         """The summary as a plain-text table: metric, unedited, edited."""

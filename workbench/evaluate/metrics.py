@@ -29,7 +29,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from workbench.data import CounterFactRecord
 from workbench.errors import InvalidRequestError
 from workbench.evaluate.generation import generation_metrics
-from workbench.evaluate.probabilities import score_targets
+from workbench.probabilities import score_targets
 
 GROUPS = ("efficacy", "paraphrase", "neighborhood")
 SCORE_ABBREVIATIONS = {"efficacy_score": "ES", "paraphrase_score": "PS", "neighborhood_score": "NS", "score": "S",

@@ -57,12 +57,6 @@ class ScalingResult(JsonResult):
     runs: list = field(default_factory=list)
     settings: dict = field(default_factory=dict)
 
-    def plot(self):
-        """Each metric against the number of edits, one line per method (see
-        :func:`workbench.plot.scaling.plot_scaling`, which also overlays batch and sequential runs)."""
-        from workbench.plot.scaling import plot_scaling
-
-        return plot_scaling([self])
 
     def table(self, metrics: Sequence[str] = ("efficacy_score", "paraphrase_score", "neighborhood_score", "score",
                                                "efficacy_generation_em", "paraphrase_generation_em",

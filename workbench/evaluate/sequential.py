@@ -54,12 +54,6 @@ class SequentialResult(JsonResult):
     rows: list = field(default_factory=list)
     settings: dict = field(default_factory=dict)
 
-    def plot(self):
-        """Every metric against the edits so far (:func:`workbench.plot.sequential.plot_sequential`,
-        which also overlays several methods)."""
-        from workbench.plot.sequential import plot_sequential
-
-        return plot_sequential([self])
 
     def table(self) -> str:
         """Plain text: edits so far, their ES/PS/NS/Score and free-generation ES/PS/NS, fresh NS, fluency,

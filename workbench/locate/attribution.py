@@ -68,12 +68,6 @@ class NeuronAttribution(JsonResult):
         rows, columns = np.unravel_index(flat, self.attributions.shape)
         return [(self.layers[r], int(c), float(self.attributions[r, c])) for r, c in zip(rows, columns)]
 
-    def plot(self, ax=None):
-        """Attribution per neuron and layer (see :func:`workbench.plot.attribution.plot_neuron_attribution`)."""
-        from workbench.plot.attribution import plot_neuron_attribution
-
-        return plot_neuron_attribution(self, ax=ax)
-
 
 def integrated_gradients(
     forward: Callable[[torch.Tensor], torch.Tensor],

@@ -89,12 +89,6 @@ class AverageIndirectEffect(JsonResult):
             raise InvalidRequestError("the layer recommendation needs an MLP trace: include 'mlp' in kinds")
         return self.effects["mlp"][LAST_SUBJECT]
 
-    def plot(self, kinds: Sequence[str] | None = None):
-        """ROME Figure 2-style curves (see :func:`workbench.plot.tracing.plot_average_effect`)."""
-        from workbench.plot.tracing import plot_average_effect
-
-        return plot_average_effect(self, kinds)
-
 
 def trace_many(
     model: TransformerBridge,

@@ -33,12 +33,6 @@ class InterventionStudy(JsonResult):
     """Knowledge neurons found in each layer, over all facts."""
     settings: dict = field(default_factory=dict)
 
-    def plot(self):
-        """Bar chart of the four means (see :func:`workbench.plot.attribution.plot_intervention_study`)."""
-        from workbench.plot.attribution import plot_intervention_study
-
-        return plot_intervention_study(self)
-
 
 def intervention_study(
     model: TransformerBridge,

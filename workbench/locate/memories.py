@@ -44,13 +44,6 @@ class Memory(JsonResult):
     top_prompts: list
     """(text, token where the activation peaks, activation) of the most activating texts."""
 
-    def plot(self, k: int = 10):
-        """Table of the ``k`` tokens the value promotes and suppresses most (see
-        :func:`workbench.plot.attribution.plot_memory`)."""
-        from workbench.plot.attribution import plot_memory
-
-        return plot_memory(self, k)
-
 
 def memory(
     model: TransformerBridge, layer: int, neuron: int, *, k: int = 10, corpus: Sequence[str] = (),

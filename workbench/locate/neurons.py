@@ -44,12 +44,6 @@ class KnowledgeNeurons(JsonResult):
     per_prompt: list[list[list[int]]]
     settings: dict = field(default_factory=dict)
 
-    def plot(self, n_layers: int):
-        """Share of this fact's knowledge neurons in each of the model's ``n_layers`` layers
-        (see :func:`workbench.plot.attribution.plot_layer_counts`)."""
-        from workbench.plot.attribution import plot_layer_counts
-
-        return plot_layer_counts(self.by_layer(n_layers), n_facts=1)
 
     def by_layer(self, n_layers: int) -> np.ndarray:
         """Number of knowledge neurons in each layer."""

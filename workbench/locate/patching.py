@@ -56,12 +56,6 @@ class PatchingResult(JsonResult):
         """Effects as a share of the clean-minus-corrupted gap (1 = fully restored)."""
         return self.effects / (self.clean_metric - self.corrupted_metric)
 
-    def plot(self, ax=None):
-        """Heatmap of the effects (see :func:`workbench.plot.patching.plot_patching`)."""
-        from workbench.plot.patching import plot_patching
-
-        return plot_patching(self, ax=ax)
-
 
 def _logit_difference(answer_id: int, corrupted_id: int):
     return lambda logits: logits[..., answer_id].float() - logits[..., corrupted_id].float()

@@ -59,12 +59,6 @@ class SubjectSwapResult(JsonResult):
     skipped: int
     """Records without a donor, or whose donor the model does not know."""
 
-    def plot(self, ax=None):
-        """Both curves against layer (see :func:`workbench.plot.subject_swap.plot_subject_swap`)."""
-        from workbench.plot.subject_swap import plot_subject_swap
-
-        return plot_subject_swap(self, ax=ax)
-
 
 def donor_subjects(records: Sequence[CounterFactRecord]) -> list[str | None]:
     """For each record, another record's subject whose ``target_true`` under the same relation and

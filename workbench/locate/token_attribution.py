@@ -36,12 +36,6 @@ class TokenAttribution(JsonResult):
     how the total is spread over positions, layer by layer."""
     settings: dict = field(default_factory=dict)
 
-    def plot(self):
-        """Bar charts of both (see :func:`workbench.plot.attribution.plot_token_attribution`)."""
-        from workbench.plot.attribution import plot_token_attribution
-
-        return plot_token_attribution(self)
-
 
 def token_attribution(
     model: TransformerBridge, prompt: str, answer: str | None = None, *, steps: int = 20

@@ -62,12 +62,6 @@ class TraceResult(JsonResult):
         """``[pos, layer]`` p(restored) - p(corrupted)."""
         return self.scores - self.corrupted_prob
 
-    def plot(self, ax=None):
-        """ROME-style heatmap of this trace (see :func:`workbench.plot.tracing.plot_trace`)."""
-        from workbench.plot.tracing import plot_trace
-
-        return plot_trace(self, ax=ax)
-
 
 def embedding_std(model: TransformerBridge, subjects: Sequence[str]) -> float:
     """Standard deviation of the token embeddings of ``subjects`` (ROME's noise unit)."""

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 if TYPE_CHECKING:
     from workbench.locate.attribution import NeuronAttribution
     from workbench.locate.memories import Memory
+    from workbench.locate.neurons import KnowledgeNeurons
     from workbench.locate.token_attribution import TokenAttribution
 
 
@@ -41,6 +42,11 @@ def plot_layer_counts(counts: Sequence[int], n_facts: int) -> Figure:
     ax.set_ylabel("share of knowledge neurons (%)")
     ax.set_title(f"{int(counts.sum())} knowledge neurons of {n_facts} fact{'s' if n_facts != 1 else ''}", fontsize=10)
     return figure
+
+
+def plot_knowledge_neurons(found: KnowledgeNeurons, n_layers: int) -> Figure:
+    """Share of one fact's knowledge neurons in each of the model's ``n_layers`` layers."""
+    return plot_layer_counts(found.by_layer(n_layers), n_facts=1)
 
 
 def plot_token_attribution(result: TokenAttribution) -> Figure:

@@ -11,7 +11,7 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
 from workbench.evaluate.metrics import GROUPS, SCORE_ABBREVIATIONS
-from workbench.evaluate.probabilities import score_targets
+from workbench.probabilities import score_targets
 
 if TYPE_CHECKING:
     from workbench.evaluate.bench import BenchResult

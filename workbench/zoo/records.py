@@ -121,9 +121,9 @@ class ModelRecord:
         held_out = {case.requested_rewrite.subject for case in self.benchmark(split="evaluation")}
         cases = list(self.benchmark(split="tuning"))
         if "P17" in self.relations():
-            from workbench.zoo.mass_requests import mass_requests  # imports this module
+            from workbench.zoo.mass_requests import mass_requests  # built from data, not from records
 
-            cases += mass_requests(tokenizer, self.name, 10**6)[-city_cases:]
+            cases += mass_requests(tokenizer, self.relations(), 10**6)[-city_cases:]
         return [case for case in cases if case.requested_rewrite.subject not in held_out]
 
 

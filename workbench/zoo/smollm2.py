@@ -9,7 +9,7 @@ highest recall becomes the record's.
 
 A fact is *known* when its object's first token is top-1 under every template (the record's
 templates where it replaces a relation's). The benchmark is
-built from the known facts exactly as factgpt's (:func:`workbench.zoo.benchmark.build_benchmark`):
+built from the known facts exactly as factgpt's (:func:`workbench.zoo.cases.build_benchmark`):
 paraphrases are the relation's other templates, neighbours are other known subjects with the same
 object, so the unedited model answers every paraphrase and neighbour correctly.
 
@@ -24,13 +24,13 @@ import json
 from collections import Counter
 
 from workbench.data import Fact, write_counterfact
-from workbench.zoo.benchmark import build_benchmark, first_tokens
+from workbench.zoo.cases import build_benchmark, first_tokens
 from workbench.zoo.build_real_knowledge import REAL_FACTS_PATH
 from workbench.zoo.knowledge import facts_by_relation, load_facts
 from workbench.zoo.recall import RecallReport, measure_recall
 from workbench.zoo.records import RECORDS
 from workbench.zoo.relations import Relation
-from workbench.zoo.train import TrainingFact
+from workbench.zoo.recall import TrainingFact
 
 PREFIX_CANDIDATES: dict[str, str | None] = {"<|im_start|>": "<|im_start|>", "nothing": None,
                                             "<|endoftext|>": "<|endoftext|>"}

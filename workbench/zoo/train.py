@@ -26,20 +26,9 @@ from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from workbench.data import Fact
 from workbench.errors import DatasetFormatError, PromptTooLongError
-from workbench.zoo.recall import RecallReport, measure_recall
+from workbench.zoo.recall import RecallReport, TrainingFact, measure_recall
 from workbench.zoo.relations import RELATIONS
 from workbench.zoo.tokenizer import train_tokenizer
-
-
-@dataclass(frozen=True)
-class TrainingFact:
-    """A fact and the prompt templates (``{}`` for the subject) it is taught with."""
-
-    fact: Fact
-    templates: tuple[str, ...]
-
-    def prompts(self) -> list[str]:
-        return [template.format(self.fact.subject) for template in self.templates]
 
 
 @dataclass
