@@ -84,12 +84,12 @@ def test_unsupported_family_is_refused_before_loading_weights(tmp_path):
 
 
 def test_the_bundled_model_is_told_apart_from_others(tiny_model_dirs, tmp_path):
-    from workbench.models import is_bundled, record_of
+    from workbench.models import record_of
     from workbench.zoo.records import RECORDS
 
-    assert is_bundled(workbench.load_model("factgpt"))
-    assert is_bundled(workbench.load_model(str(RECORDS["factgpt"].folder)))
-    assert not is_bundled(workbench.load_model(tiny_model_dirs["gpt2"]))
+    assert record_of(workbench.load_model("factgpt")).name == "factgpt"
+    assert record_of(workbench.load_model(str(RECORDS["factgpt"].folder))).name == "factgpt"
+    assert record_of(workbench.load_model(tiny_model_dirs["gpt2"])) is None
     # a saved copy keeps its record (an edited factgpt is still factgpt's kind of model)
     copy = workbench.save_model(workbench.load_model("factgpt"), tmp_path / "copy")
     assert record_of(workbench.load_model(str(copy))).name == "factgpt"

@@ -170,12 +170,6 @@ def hf_module(model: TransformerBridge, path: str) -> nn.Module:
     return _unwrap(module)
 
 
-def hf_parameter(model: TransformerBridge, name: str) -> nn.Parameter:
-    """The live parameter with Hugging Face name ``name`` (e.g. ``transformer.h.3.mlp.c_proj.weight``)."""
-    module, attribute = _parameter_location(model, name)
-    return getattr(module, attribute)
-
-
 def _parameter_location(model: TransformerBridge, name: str) -> tuple[nn.Module, str]:
     """(module, attribute) holding the parameter ``name``; an unknown name raises."""
     path, _, attribute = name.rpartition(".")

@@ -166,11 +166,6 @@ def record_of(model: TransformerBridge) -> ModelRecord | None:
     return bundled if calibrated is None else calibrated_record(calibrated, bundled, model.original_model.name_or_path)
 
 
-def is_bundled(model: TransformerBridge) -> bool:
-    """Whether ``model`` has a bundled record (e.g. factgpt, or a saved copy of it)."""
-    return record_of(model) is not None
-
-
 DEFAULT_PREFIX = "<the tokenizer's BOS>"
 """Stands for the tokenizer's own BOS token, TransformerLens' convention for uncalibrated models."""
 

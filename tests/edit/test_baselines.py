@@ -30,7 +30,7 @@ def test_ft_l_never_exceeds_its_bound_and_touches_one_layer(models, family):
     with workbench.edit(model, REQUESTS, "ft-l", layer=1, linf_bound=bound, lr=1e-2, steps=5, check_targets=False):
         name = families.mlp_out_projection(model, 1).name
         assert changed(model, before) == {name}
-        change = families.hf_parameter(model, name).detach().double() - before[name].double()
+        change = families.parameter_values(model, name).detach().double() - before[name].double()
         rounding = torch.finfo(torch.float32).eps * (before[name].double().abs() + bound)  # storing in float32
         assert change.abs().max() > 0 and torch.all(change.abs() <= bound + rounding)
     assert changed(model, before) == set()

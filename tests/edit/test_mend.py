@@ -12,7 +12,7 @@ import workbench
 from workbench.data import EditRequest
 from workbench.edit.mend import MendNetworks
 from workbench.errors import InvalidRequestError
-from workbench.families import hf_parameter, mlp_out_projection
+from workbench.families import mlp_out_projection, parameter_values
 from workbench.tokens import target_ids
 
 STEP = 0.5
@@ -52,7 +52,7 @@ def _weight_gradient(model, requests, name):
     """d (sum over requests of each one's mean target NLL) / dW by ordinary backpropagation through the whole model."""
     prompts = [model.tokenizer(r.filled_prompt())["input_ids"] for r in requests]
     answers = [target_ids(model, r.target_new) for r in requests]
-    parameter = hf_parameter(model, name)
+    parameter = parameter_values(model, name)  # the live parameter (nothing is offloaded)
     parameter.requires_grad_(True)
     try:
         losses = []

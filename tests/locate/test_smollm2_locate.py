@@ -13,7 +13,7 @@ from weights_snapshot import changed, snapshot
 import workbench
 from workbench.errors import LayerOutOfRangeError, PromptTooLongError, SubjectNotInPromptError
 from workbench.locate.attribution import attribute
-from workbench.locate.effects import trace_many
+from workbench.locate.effects import LAST_SUBJECT, trace_many
 from workbench.locate.memories import memory
 from workbench.locate.neurons import intervention_effect, knowledge_neurons
 from workbench.locate.patching import activation_patching, attribution_patching, patching_agreement
@@ -63,7 +63,10 @@ def test_average_indirect_effect_by_token_role(smollm2):
     facts = RECORDS["smollm2-135m"].known_facts(4)
     effect = trace_many(smollm2, facts, kinds=["mlp"], samples=2, window=10, progress=False)
     assert effect.n_facts == 4
-    assert 0 <= effect.recommend_layer() < 30
+    # an early site, as ROME finds: calibration traced 48 known facts to a peak at layer 3 (settings.json),
+    # the story 12 facts to layer 3 (benchmarks/aie_precision.py)
+    assert effect.recommend_layer() < 10
+    assert effect.effects["mlp"][LAST_SUBJECT].max() > 0.05
 
 
 @pytest.mark.slow

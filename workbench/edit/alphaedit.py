@@ -27,7 +27,6 @@ but does not make the corpus keys' outputs exactly invariant. Keys of edits repl
 """
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,9 +36,10 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import EditRequest
 from workbench.edit.contexts import mean_keys
-from workbench.edit.spread import MassEditHyperParams, mass_edit_layers, spread_targets
 from workbench.edit.session import EditResult
+from workbench.edit.spread import MassEditHyperParams, mass_edit_layers, spread_targets
 from workbench.edit.stats import second_moments, solve_or_explain
+from workbench.state import state_of
 
 
 @dataclass(frozen=True)
@@ -86,14 +86,11 @@ def projected_update(
     return solved.T
 
 
-_EDITED_KEYS: weakref.WeakKeyDictionary[TransformerBridge, dict[int, dict[int, torch.Tensor]]] = weakref.WeakKeyDictionary()
-"""model -> id of an applied AlphaEdit result -> layer -> the keys it wrote there, [n, d_mlp] (float64)."""
-
-
 def edited_keys(model: TransformerBridge, layer: int) -> Float[torch.Tensor, "m d_mlp"]:
     """The keys written into ``layer`` by AlphaEdit edits still applied to ``model`` (K_p), in the
-    order they were applied; ``[0, d_mlp]`` if none."""
-    written = [keys[layer] for keys in _EDITED_KEYS.get(model, {}).values() if layer in keys]
+    order they were applied; ``[0, d_mlp]`` if none. Kept in the model's state
+    (:attr:`workbench.state.ModelState.edited_keys`: result id -> layer -> ``[n, d_mlp]`` float64)."""
+    written = [keys[layer] for keys in state_of(model).edited_keys.values() if layer in keys]
     if not written:
         return torch.zeros(0, model.cfg.d_mlp, dtype=torch.float64, device=model.cfg.device)
     return torch.cat(written)
@@ -102,12 +99,12 @@ def edited_keys(model: TransformerBridge, layer: int) -> Float[torch.Tensor, "m 
 def forget_edited_keys(model: TransformerBridge) -> None:
     """Forget every preserved key of ``model``: for code that puts the weights back without
     restoring each edit (the scaling runner restores a copy of all parameters)."""
-    _EDITED_KEYS.pop(model, None)
+    state_of(model).edited_keys.clear()
 
 
 def _remember_keys(result: EditResult, keys: dict[int, torch.Tensor]) -> None:
     """Keep ``keys`` as preserved for later edits of ``result.model`` until ``result`` is restored."""
-    applied = _EDITED_KEYS.setdefault(result.model, {})
+    applied = state_of(result.model).edited_keys
     applied[id(result)] = keys
     result.on_restore(lambda: applied.pop(id(result), None))
 

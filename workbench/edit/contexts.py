@@ -20,23 +20,23 @@ from workbench.capture import activation_until
 from workbench.data import EditRequest
 from workbench.edit.stats import statistics_fingerprint
 from workbench.sampling import sample_top_k
+from workbench.state import state_of
 from workbench.tokens import locate_subject, pad_right
-
-
-_PREFIXES: dict[tuple[str, tuple[tuple[int, int], ...], int], list[str]] = {}
 
 
 def sample_prefixes(model: TransformerBridge, spec: tuple[tuple[int, int], ...], seed: int) -> list[str]:
     """Context templates ``"{}"`` plus ``"<prefix>. {}"`` for random prefixes sampled from the model
     (top-5 sampling after BOS); ``spec`` lists (length in tokens, count) pairs.
 
-    Sampled once per (weights, spec, seed) in a process, as the reference implementations do: the
+    Sampled once per (weights, spec, seed) and model (kept in its state, :mod:`workbench.state`), as
+    the reference implementations do: the
     weights are those the statistics are pinned to (:func:`workbench.edit.stats.statistics_fingerprint`),
     so edits applied one after another keep the unedited model's prefixes."""
     key = (statistics_fingerprint(model), tuple(map(tuple, spec)), seed)
-    if key not in _PREFIXES:
-        _PREFIXES[key] = ["{}"] + [text.strip() + ". {}" for text in _sample_texts(model, spec, seed)]
-    return list(_PREFIXES[key])
+    sampled = state_of(model).prefixes
+    if key not in sampled:
+        sampled[key] = ["{}"] + [text.strip() + ". {}" for text in _sample_texts(model, spec, seed)]
+    return list(sampled[key])
 
 
 def _sample_texts(model: TransformerBridge, spec: tuple[tuple[int, int], ...], seed: int) -> list[str]:

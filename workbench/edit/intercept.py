@@ -33,6 +33,7 @@ from jaxtyping import Float
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
+from workbench.state import state_of
 
 
 @dataclass(frozen=True)
@@ -146,17 +147,15 @@ def _kept_positions(keep, n: int, new: int) -> list[tuple[int, int]]:
     return [(row, position) for row in range(n) for position in range(new - last, new)]
 
 
-_INTERCEPTORS: weakref.WeakKeyDictionary[TransformerBridge, Interceptor] = weakref.WeakKeyDictionary()
-
-
 def install_rule(model: TransformerBridge, owner: object, rule: Rule, *, residual_layer: int | None = None) -> Interceptor:
     """Answer through ``rule`` until :func:`remove_rule` is called with the same ``owner``; with
     ``residual_layer``, the rows it gets carry the residual stream entering that block."""
     if residual_layer is not None:
         families.check_layer(model, residual_layer)  # before anything is installed
-    interceptor = _INTERCEPTORS.get(model)
-    if interceptor is None:
-        interceptor = _INTERCEPTORS[model] = Interceptor(model)
+    state = state_of(model)
+    if state.interceptor is None:
+        state.interceptor = Interceptor(model)
+    interceptor = state.interceptor
     if residual_layer is not None:
         interceptor.residual_layers[id(owner)] = residual_layer
         interceptor.record_residuals()
@@ -166,7 +165,7 @@ def install_rule(model: TransformerBridge, owner: object, rule: Rule, *, residua
 
 def remove_rule(model: TransformerBridge, owner: object) -> None:
     """Stop answering through ``owner``'s rule; the hook goes once no rule is left."""
-    interceptor = _INTERCEPTORS.get(model)
+    interceptor = state_of(model).interceptor
     if interceptor is None:
         return
     interceptor.rules.pop(id(owner), None)
@@ -174,13 +173,13 @@ def remove_rule(model: TransformerBridge, owner: object) -> None:
         interceptor.record_residuals()
     if not interceptor.rules:
         interceptor.remove()
-        del _INTERCEPTORS[model]
+        state_of(model).interceptor = None
 
 
 @contextmanager
 def suspended(model: TransformerBridge) -> Iterator[None]:
     """A block in which ``model``'s forward passes skip its rules (for rules that run the base model)."""
-    interceptor = _INTERCEPTORS.get(model)
+    interceptor = state_of(model).interceptor
     if interceptor is None:
         yield
         return
@@ -190,14 +189,15 @@ def suspended(model: TransformerBridge) -> Iterator[None]:
 
 def forget_rules(model: TransformerBridge) -> None:
     """Remove every rule of ``model``: for code that resets a model without restoring each edit."""
-    interceptor = _INTERCEPTORS.pop(model, None)
-    if interceptor is not None:
-        interceptor.remove()
+    state = state_of(model)
+    if state.interceptor is not None:
+        state.interceptor.remove()
+        state.interceptor = None
 
 
 def has_rules(model: TransformerBridge) -> bool:
     """Whether a memory-based edit currently answers for ``model``."""
-    return model in _INTERCEPTORS
+    return state_of(model).interceptor is not None
 
 
 def forced_logits(token: int, vocab: int, device, dtype=torch.float32) -> Float[torch.Tensor, "vocab"]:

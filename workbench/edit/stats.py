@@ -26,6 +26,7 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import torch
@@ -37,24 +38,22 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
 from workbench.capture import run_until
-from workbench.fingerprint import state_fingerprint
 from workbench.errors import InvalidRequestError
+from workbench.fingerprint import state_fingerprint
 from workbench.models import cache_root, hf_state_dict
+from workbench.state import state_of
 from workbench.tokens import length_batches, pad_right
 
 DEFAULT_CACHE = cache_root() / "stats"
 
-_CORPORA: list[tuple[str, list[str]]] = []
-"""(name, texts) of the corpora set by :func:`using_corpus`, innermost last."""
-
-_PINNED: dict[int, str] = {}
-"""id(model) -> weights fingerprint whose statistics are served while edits accumulate."""
+_CORPUS: ContextVar[tuple[str, tuple[str, ...]] | None] = ContextVar("workbench_statistics_corpus", default=None)
+"""(name, texts) of the innermost :func:`using_corpus` block of this thread or task, else ``None``."""
 
 
 def statistics_fingerprint(model: TransformerBridge) -> str:
     """The fingerprint statistics of ``model`` are cached under: the pinned one inside
     :func:`pinned_statistics`, else that of the current weights."""
-    return _PINNED.get(id(model)) or weights_fingerprint(model)
+    return state_of(model).pinned_fingerprint or weights_fingerprint(model)
 
 
 @contextmanager
@@ -64,11 +63,11 @@ def using_corpus(texts: Iterable[str], name: str = "custom") -> Iterator[None]:
     with your own text: ``with using_corpus(my_texts, "my-wiki"): workbench.edit(model, request, layer=5)``."""
     if not re.fullmatch(r"[A-Za-z0-9-]+", name):
         raise InvalidRequestError(f"corpus name {name!r}: use letters, digits and '-' only (it names cache files)")
-    _CORPORA.append((name, list(texts)))
+    token = _CORPUS.set((name, tuple(texts)))
     try:
         yield
     finally:
-        _CORPORA.pop()
+        _CORPUS.reset(token)
 
 
 @contextmanager
@@ -81,19 +80,20 @@ def pinned_statistics(model: TransformerBridge) -> Iterator[str]:
     first use if the weights are still unchanged, and refused otherwise (caching them under the
     pinned key would mislabel them). Yields the pinned fingerprint.
     """
-    fingerprint = _PINNED.get(id(model)) or weights_fingerprint(model)
-    outer = id(model) in _PINNED
-    _PINNED[id(model)] = fingerprint
+    state = state_of(model)
+    outer = state.pinned_fingerprint is not None
+    fingerprint = state.pinned_fingerprint = state.pinned_fingerprint or weights_fingerprint(model)
     try:
         yield fingerprint
     finally:
         if not outer:
-            del _PINNED[id(model)]
+            state.pinned_fingerprint = None
 
 
 def active_corpus() -> tuple[str, list[str]] | None:
     """(name, texts) of the innermost :func:`using_corpus` block, or ``None`` outside any."""
-    return _CORPORA[-1] if _CORPORA else None
+    corpus = _CORPUS.get()
+    return None if corpus is None else (corpus[0], list(corpus[1]))
 
 
 def weights_fingerprint(model: TransformerBridge) -> str:
@@ -191,13 +191,13 @@ def second_moments(
             ``$WORKBENCH_CACHE/stats`` or ``~/.cache/workbench/stats``.
     """
     if texts is None:
-        if not _CORPORA:
+        if _CORPUS.get() is None:
             raise InvalidRequestError(
                 "no statistics corpus: ROME and MEMIT need texts like the model's training data for C = E[k k^T]. "
                 "Edit through workbench.edit (a bundled model brings its corpus), or wrap the call in "
                 "workbench.edit.stats.using_corpus(texts, name) (CLI: --corpus FILE)"
             )
-        corpus_name, texts = _CORPORA[-1]
+        corpus_name, texts = _CORPUS.get()
     texts = list(texts)
     if n_samples is not None:
         texts = texts[:n_samples]

@@ -25,7 +25,6 @@ must suit the width of the MLP (the effective step grows with d_mlp) and is cali
 """
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,10 +34,11 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
 from workbench.data import EditRequest
-from workbench.edit.spread import mass_edit_layers
 from workbench.edit.session import EditResult
+from workbench.edit.spread import mass_edit_layers
 from workbench.edit.stats import solve_or_explain
 from workbench.errors import InvalidRequestError
+from workbench.state import state_of
 from workbench.tokens import pad_right, teacher_forced_rows
 
 
@@ -95,21 +95,17 @@ class RunningStandardiser:
         return (rows.double() - self.mean) / (std + eps)
 
 
-_NORMALISERS: weakref.WeakKeyDictionary[TransformerBridge, dict[int, RunningStandardiser]] = weakref.WeakKeyDictionary()
-"""model -> layer -> the running statistics of its [key; gradient] rows."""
-
-
 def normaliser(model: TransformerBridge, layer: int) -> RunningStandardiser:
     """The running statistics of ``layer``'s rows on ``model`` (empty before its first UltraEdit edit)."""
     projection = families.mlp_out_projection(model, layer)
-    return _NORMALISERS.setdefault(model, {}).setdefault(
+    return state_of(model).normalisers.setdefault(
         layer, RunningStandardiser.empty(projection.d_in + projection.d_out, model.cfg.device))
 
 
 def forget_normalisers(model: TransformerBridge) -> None:
     """Forget ``model``'s running statistics: for code that puts the weights back without restoring
     each edit (the scaling runner restores a copy of all parameters)."""
-    _NORMALISERS.pop(model, None)
+    state_of(model).normalisers.clear()
 
 
 def key_gradient_rows(model: TransformerBridge, requests: Sequence[EditRequest], layers: Sequence[int],
@@ -174,6 +170,6 @@ def apply_ultraedit(result: EditResult, requests: list[EditRequest], layer: int 
         values = -hparams.lr * standard_keys.pow(2).sum(1, keepdim=True) * standard_gradients  # [n, d_model]
         projection = families.mlp_out_projection(model, l)
         result.apply_delta(projection.name, projection.to_stored(ridge_update(keys, values, hparams.ridge)))
-    result.on_restore(lambda: _NORMALISERS.setdefault(model, {}).update(saved))
+    result.on_restore(lambda: state_of(model).normalisers.update(saved))
     result.info.update({"layers": layers, "rows": len(found[layers[0]][0]),
                         "edits_seen": normaliser(model, layers[0]).count})
