@@ -35,7 +35,8 @@ import workbench  # noqa: E402
 from workbench.evaluate.bench import BenchResult, run_bench  # noqa: E402
 from workbench.evaluate.scaling import ScalingResult, run_scaling  # noqa: E402
 from workbench.models import record_of  # noqa: E402
-from workbench.plot.scaling import LABELS, method_colours, plot_scaling  # noqa: E402
+from workbench.evaluate.metric_table import METRICS  # noqa: E402
+from workbench.plot.scaling import method_colours, plot_scaling  # noqa: E402
 from workbench.zoo.mass_requests import mass_requests
 from workbench.zoo.records import RECORDS  # noqa: E402
 
@@ -105,7 +106,7 @@ def plot_comparison(singles: dict[str, BenchResult], scaling: list[ScalingResult
     for i, (method, result) in enumerate(singles.items()):
         bars.bar(np.arange(len(SCORES)) + i * width, [result.after[key] for key in SCORES], width, label=method,
                  color=colours[method])
-    bars.set_xticks(np.arange(len(SCORES)) + 0.4 - width / 2, [LABELS[key].split(" (")[0] for key in SCORES], fontsize=8)
+    bars.set_xticks(np.arange(len(SCORES)) + 0.4 - width / 2, [METRICS[key].label for key in SCORES], fontsize=8)
     bars.set_ylabel("score (%)")
     bars.set_ylim(0, 120)  # room for the legend above the bars
     cases = max((result.n_cases for result in singles.values()), default=0)

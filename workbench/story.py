@@ -23,6 +23,7 @@ from pathlib import Path
 import matplotlib
 
 from workbench.data import EditRequest
+from workbench.evaluate.metric_table import METRICS
 from workbench.models import hf_state_dict, load_model, record_of
 from workbench.predict import greedy_completion, top_predictions
 
@@ -279,11 +280,10 @@ def _memit(model, n_edits: int, overrides: dict) -> dict:
           f"{result.info['layers']} ({seconds:.0f} s); neighbourhood prompts about subjects of the batch "
           f"({dropped}) are left out of NS")
     rows = [("CounterFact metric", "unedited", "edited")]
-    for key, label in (("efficacy_score", "Efficacy Score"), ("paraphrase_score", "Paraphrase Score"),
-                       ("neighborhood_score", "Neighborhood Score"), ("score", "Score"),
-                       ("efficacy_generation_em", f"Efficacy, free generation (EM, first {GENERATION_CASES})"),
-                       ("paraphrase_generation_em", f"Paraphrase, free generation (EM, first {GENERATION_CASES})"),
-                       ("neighborhood_generation_em", f"Neighbourhood, free generation (EM, first {GENERATION_CASES})")):
+    for key in ("efficacy_score", "paraphrase_score", "neighborhood_score", "score"):
+        rows.append((METRICS[key].label, f"{before[key]:.1f}", f"{after[key]:.1f}"))
+    for key in ("efficacy_generation_em", "paraphrase_generation_em", "neighborhood_generation_em"):
+        label = METRICS[key].label.replace("(EM)", f"(EM, first {GENERATION_CASES})")
         rows.append((label, f"{before[key]:.1f}", f"{after[key]:.1f}"))
     _print_table(rows)
     print("restored after the batch; `workbench bench --methods rome,memit,kn,ft,ft-l` compares the editors.")

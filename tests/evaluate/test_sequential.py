@@ -83,13 +83,14 @@ def test_sequential_needs_fresh_cases_and_held_out_text(model):
 
 
 def test_the_sequential_figure_has_a_labelled_panel_per_metric(model):
+    from workbench.evaluate.metric_table import METRICS
     from workbench.plot.sequential import PANELS
 
     rows = [{"edits": n, "edited": {"efficacy_score": 50.0 * n, "paraphrase_score": 40.0, "neighborhood_score": 90.0},
              "fresh_neighborhood": 95.0, "perplexity": 15.0 + n, "fluency": 4.3, "edit_seconds": 1.0} for n in (0, 1, 2)]
     figure = SequentialResult(method="memit", batch_size=1, rows=rows).plot()
     axes = figure.axes
-    assert [ax.get_title() for ax in axes] == [title for title, _ in PANELS.values()]
+    assert [ax.get_title() for ax in axes] == [METRICS[key].label for key in PANELS]
     assert all(ax.get_xlabel() == "edits so far" and ax.get_ylabel() for ax in axes)
     assert list(axes[0].lines[0].get_ydata()) == [0.0, 50.0, 100.0]
     assert list(axes[4].lines[0].get_ydata()) == [15.0, 16.0, 17.0]

@@ -20,27 +20,15 @@ from workbench.data import CounterFactRecord
 from workbench.edit.api import edit, hyperparameters
 from workbench.engines import LocalEngine, RayEngine
 from workbench.evaluate.fluency import fluency
+from workbench.evaluate.metric_table import METRICS
 from workbench.evaluate.metrics import case_metrics, summarize
 from workbench.results import JsonResult
 
-SUMMARY_ROWS = (
-    ("efficacy_score", "Efficacy Score (ES)"),
-    ("paraphrase_score", "Paraphrase Score (PS)"),
-    ("neighborhood_score", "Neighborhood Score (NS)"),
-    ("score", "Score (S)"),
-    ("efficacy_magnitude", "Efficacy Magnitude"),
-    ("paraphrase_magnitude", "Paraphrase Magnitude"),
-    ("neighborhood_magnitude", "Neighborhood Magnitude"),
-    ("edit_success", "Edit Success (token acc.)"),
-    ("neighborhood_accuracy", "Neighbourhood token acc."),
-    ("efficacy_generation_em", "ES, free generation (EM)"),
-    ("paraphrase_generation_em", "PS, free generation (EM)"),
-    ("neighborhood_generation_em", "NS, free generation (EM)"),
-    ("efficacy_generation_f1", "ES, free generation (F1)"),
-    ("paraphrase_generation_f1", "PS, free generation (F1)"),
-    ("neighborhood_generation_f1", "NS, free generation (F1)"),
-    ("fluency", "Fluency (n-gram entropy)"),
-)
+SUMMARY_KEYS = ("efficacy_score", "paraphrase_score", "neighborhood_score", "score", "efficacy_magnitude",
+                "paraphrase_magnitude", "neighborhood_magnitude", "edit_success", "neighborhood_accuracy",
+                "efficacy_generation_em", "paraphrase_generation_em", "neighborhood_generation_em",
+                "efficacy_generation_f1", "paraphrase_generation_f1", "neighborhood_generation_f1", "fluency")
+"""The rows of :meth:`BenchResult.table`, labelled from :data:`workbench.evaluate.metric_table.METRICS`."""
 
 
 @dataclass(repr=False)
@@ -63,14 +51,14 @@ class BenchResult(JsonResult):
         """Neighbourhood token accuracy lost by editing (percentage points)."""
         return self.before["neighborhood_accuracy"] - self.after["neighborhood_accuracy"]
 
-
     def table(self) -> str:
         """The summary as a plain-text table: metric, unedited, edited."""
-        lines = [f"{'metric':<28}{'unedited':>10}{'edited':>10}", "-" * 48]
-        for key, label in SUMMARY_ROWS:
+        lines = [f"{'metric':<38}{'unedited':>10}{'edited':>10}", "-" * 58]
+        for key in SUMMARY_KEYS:
             if key in self.after:
-                lines.append(f"{label:<28}{self.before.get(key, float('nan')):>10.2f}{self.after[key]:>10.2f}")
-        lines.append(f"{'Drawdown (token acc.)':<28}{'':>10}{self.drawdown:>10.2f}")
+                label = f"{METRICS[key].label} ({METRICS[key].short})"
+                lines.append(f"{label:<38}{self.before.get(key, float('nan')):>10.2f}{self.after[key]:>10.2f}")
+        lines.append(f"{'Drawdown (token acc.)':<38}{'':>10}{self.drawdown:>10.2f}")
         return "\n".join(lines)
 
 

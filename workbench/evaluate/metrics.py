@@ -32,10 +32,6 @@ from workbench.evaluate.generation import generation_metrics
 from workbench.probabilities import score_targets
 
 GROUPS = ("efficacy", "paraphrase", "neighborhood")
-SCORE_ABBREVIATIONS = {"efficacy_score": "ES", "paraphrase_score": "PS", "neighborhood_score": "NS", "score": "S",
-                       "efficacy_generation_em": "ES-gen", "paraphrase_generation_em": "PS-gen",
-                       "neighborhood_generation_em": "NS-gen"}
-"""The usual short names of the three scores and their harmonic mean."""
 
 
 def case_templates(record: CounterFactRecord) -> set[str]:

@@ -37,7 +37,8 @@ from workbench.edit.stats import pinned_statistics
 from workbench.engines import LocalEngine, RayEngine
 from workbench.errors import InvalidRequestError
 from workbench.evaluate.fluency import fluency
-from workbench.evaluate.metrics import SCORE_ABBREVIATIONS, case_metrics, summarize, without_edited_neighbours
+from workbench.evaluate.metric_table import short_name
+from workbench.evaluate.metrics import case_metrics, summarize, without_edited_neighbours
 from workbench.evaluate.resources import PeakMemory
 from workbench.families import set_parameter
 from workbench.models import hf_state_dict
@@ -57,12 +58,11 @@ class ScalingResult(JsonResult):
     runs: list = field(default_factory=list)
     settings: dict = field(default_factory=dict)
 
-
     def table(self, metrics: Sequence[str] = ("efficacy_score", "paraphrase_score", "neighborhood_score", "score",
                                                "efficacy_generation_em", "paraphrase_generation_em",
                                                "neighborhood_generation_em", "fluency")) -> str:
         """Plain-text table: method, N, each metric after the edits, seconds, peak MB."""
-        header = f"{'method':<8}{'N':>6}" + "".join(f"{SCORE_ABBREVIATIONS.get(m, m):>9}" for m in metrics) + f"{'seconds':>10}{'peak MB':>9}"
+        header = f"{'method':<8}{'N':>6}" + "".join(f"{short_name(m):>9}" for m in metrics) + f"{'seconds':>10}{'peak MB':>9}"
         lines = [header, "-" * len(header)]
         for run in self.runs:
             values = "".join(f"{run['after'].get(m, float('nan')):>9.1f}" for m in metrics)

@@ -37,7 +37,8 @@ from workbench.edit.api import edit
 from workbench.edit.stats import pinned_statistics
 from workbench.errors import InvalidRequestError
 from workbench.evaluate.fluency import fluency
-from workbench.evaluate.metrics import SCORE_ABBREVIATIONS, case_metrics, summarize, without_edited_neighbours
+from workbench.evaluate.metric_table import short_name
+from workbench.evaluate.metrics import case_metrics, summarize, without_edited_neighbours
 from workbench.results import JsonResult
 from workbench.tokens import pad_right
 
@@ -54,11 +55,10 @@ class SequentialResult(JsonResult):
     rows: list = field(default_factory=list)
     settings: dict = field(default_factory=dict)
 
-
     def table(self) -> str:
         """Plain text: edits so far, their ES/PS/NS/Score and free-generation ES/PS/NS, fresh NS, fluency,
         perplexity, seconds."""
-        names = [SCORE_ABBREVIATIONS[s] for s in SCORES] + ["fresh NS", "fluency", "ppl", "seconds"]
+        names = [short_name(s) for s in (*SCORES, "fresh_neighborhood", "fluency", "perplexity")] + ["seconds"]
         header = f"{'edits':>6}" + "".join(f"{name:>10}" for name in names)
         lines = [f"{self.method}, batches of {self.batch_size}", header, "-" * len(header)]
         for row in self.rows:

@@ -44,7 +44,6 @@ class KnowledgeNeurons(JsonResult):
     per_prompt: list[list[list[int]]]
     settings: dict = field(default_factory=dict)
 
-
     def by_layer(self, n_layers: int) -> np.ndarray:
         """Number of knowledge neurons in each layer."""
         counts = np.zeros(n_layers, dtype=int)

@@ -239,5 +239,3 @@ def _corrupted_activations(
             fwd_hooks=[(families.Hooks.embed, corruption.hook(1))] + [(name, capture(name)) for name in names],
         )
     return captured
-
-

@@ -10,7 +10,8 @@ from matplotlib.figure import Figure
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
-from workbench.evaluate.metrics import GROUPS, SCORE_ABBREVIATIONS
+from workbench.evaluate.metric_table import short_name
+from workbench.evaluate.metrics import GROUPS
 from workbench.probabilities import score_targets
 
 if TYPE_CHECKING:
@@ -54,11 +55,16 @@ def plot_edit_probabilities(before: dict[str, np.ndarray], after: dict[str, np.n
     return figure
 
 
+BAR_METRICS = ("efficacy_score", "paraphrase_score", "neighborhood_score", "score",
+               "efficacy_generation_em", "paraphrase_generation_em", "neighborhood_generation_em")
+"""The bars of :func:`plot_bench`, in order."""
+
+
 def plot_bench(result: BenchResult) -> Figure:
     """Efficacy, Paraphrase and Neighborhood Scores and their harmonic mean (Score), unedited and
     edited, from a bench run of independent edits (Meng et al. 2022, Table 4's columns), and beside
     them the free-generation exact match of the same prompt groups (ES-gen, PS-gen, NS-gen) where measured."""
-    keys = [key for key in SCORE_ABBREVIATIONS if key in result.after]
+    keys = [key for key in BAR_METRICS if key in result.after]
     figure, ax = plt.subplots(figsize=(1.5 + 0.6 * len(keys), 3.4), constrained_layout=True)
     positions = np.arange(len(keys))
     for offset, (label, values, colour) in enumerate((("unedited", result.before, "tab:gray"),
@@ -66,7 +72,7 @@ def plot_bench(result: BenchResult) -> Figure:
         ax.bar(positions + (offset - 0.5) * 0.35, [values.get(key, np.nan) for key in keys], width=0.35,
                color=colour, label=label)
     ax.set_xticks(positions)
-    ax.set_xticklabels([SCORE_ABBREVIATIONS[key] for key in keys])
+    ax.set_xticklabels([short_name(key) for key in keys])
     ax.set_ylabel("score (%)")
     ax.set_ylim(0, 105)
     ax.set_title(f"{result.method} on {result.n_cases} independent edits, layers {result.layers}", fontsize=10)

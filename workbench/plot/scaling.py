@@ -10,15 +10,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from workbench.errors import InvalidRequestError
+from workbench.evaluate.metric_table import METRICS
 from workbench.evaluate.scaling import ScalingResult
 
-LABELS = {
-    "efficacy_score": "Efficacy Score (%)",
-    "paraphrase_score": "Paraphrase Score (%)",
-    "neighborhood_score": "Neighborhood Score (%)",
-    "score": "Score (%)",
-    "fluency": "Fluency (n-gram entropy)",
-}
+PANELS = ("efficacy_score", "paraphrase_score", "neighborhood_score", "score", "fluency")
+"""The metrics :func:`plot_scaling` draws by default, one panel each."""
 STYLES = {"batch": "-", "sequential": "--"}
 
 
@@ -29,7 +25,7 @@ def method_colours(results: Sequence[ScalingResult], more: Sequence[str] = ()) -
     return {method: f"C{index}" for index, method in enumerate(order)}
 
 
-def plot_scaling(results: Sequence[ScalingResult], metrics: Sequence[str] = tuple(LABELS),
+def plot_scaling(results: Sequence[ScalingResult], metrics: Sequence[str] = PANELS,
                  axes: Sequence[Axes] | None = None) -> Figure:
     """One panel per metric; x: number of edits (log scale); the unedited model's value on the
     largest set of cases is the dotted grey line. ``axes``: one per metric, to draw into a larger
@@ -53,8 +49,8 @@ def plot_scaling(results: Sequence[ScalingResult], metrics: Sequence[str] = tupl
                 ax.axhline(largest["before"][metric], color="grey", linestyle=":", linewidth=1)
         ax.set_xscale("log")
         ax.set_xlabel("number of edits")
-        ax.set_ylabel(LABELS.get(metric, metric))
-        ax.set_title(LABELS.get(metric, metric).split(" (")[0], fontsize=10)
+        ax.set_ylabel(METRICS[metric].axis_label if metric in METRICS else metric)
+        ax.set_title(METRICS[metric].label if metric in METRICS else metric, fontsize=10)
     handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 5), fontsize=8)
     figure.suptitle("Editing at scale on CounterFact cases (dotted: unedited model)", fontsize=11)

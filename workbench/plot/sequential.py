@@ -9,17 +9,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from workbench.evaluate.metric_table import METRICS
 from workbench.evaluate.sequential import SequentialResult
 
-PANELS = {
-    "efficacy_score": ("Efficacy", "Efficacy Score, all edits so far (%)"),
-    "paraphrase_score": ("Paraphrase", "Paraphrase Score, all edits so far (%)"),
-    "neighborhood_score": ("Neighbourhood", "Neighborhood Score, all edits so far (%)"),
-    "fresh_neighborhood": ("Fresh neighbourhood", "Neighborhood Score, never-edited cases (%)"),
-    "perplexity": ("Perplexity", "perplexity on held-out text"),
-    "fluency": ("Fluency", "generation n-gram entropy"),
-}
-"""metric -> (panel title, y-axis label)."""
+PANELS = ("efficacy_score", "paraphrase_score", "neighborhood_score", "fresh_neighborhood", "perplexity", "fluency")
+"""The metrics :func:`plot_sequential` draws by default, one panel each (titled from
+:data:`workbench.evaluate.metric_table.METRICS`; the three scores are of all edits so far)."""
 FREE_GENERATION = {
     "efficacy_score": "efficacy_generation_em",
     "paraphrase_score": "paraphrase_generation_em",
@@ -33,7 +28,7 @@ def _value(row: dict, metric: str) -> float:
     return row["edited"].get(metric, np.nan) if metric in row["edited"] else row.get(metric, np.nan)
 
 
-def plot_sequential(results: Sequence[SequentialResult], metrics: Sequence[str] = tuple(PANELS)) -> Figure:
+def plot_sequential(results: Sequence[SequentialResult], metrics: Sequence[str] = PANELS) -> Figure:
     """One panel per metric; x: edits written so far (0: the unedited model)."""
     figure, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.8), constrained_layout=True)
     for ax, metric in zip(np.atleast_1d(axes), metrics):
@@ -46,9 +41,8 @@ def plot_sequential(results: Sequence[SequentialResult], metrics: Sequence[str] 
                 ax.plot(edits, generated, linestyle="--", marker="x", markersize=3, color=f"C{index}",
                         label=f"{result.method}, free generation (exact match)")
         ax.set_xlabel("edits so far")
-        title, label = PANELS.get(metric, (metric, metric))
-        ax.set_ylabel(label, fontsize=8)
-        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(METRICS[metric].axis_label if metric in METRICS else metric, fontsize=8)
+        ax.set_title(METRICS[metric].label if metric in METRICS else metric, fontsize=10)
     handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncol=max(1, len(labels)), fontsize=8)
     sampled = sorted({result.settings.get("scored_per_batch") for result in results} - {None})
