@@ -104,10 +104,12 @@ def main() -> None:
         runs["reference_style"] = reference_trace
     if args.reference_code:
         sys.path.insert(0, str(Path(__file__).parent))
-        from reference_causal_trace import cached_reference, load_reference
+        from reference_causal_trace import cached_reference, check_patching, load_reference
         from reference_causal_trace import reference_trace as original_trace
 
         causal_trace, mt = load_reference(cached_reference(), args.model)
+        for prompt, subject in prompts:  # its patching must work on this model before it is timed
+            check_patching(causal_trace, mt, prompt, subject, 3.0 * embedding_std(model, [subject]))
         runs["reference_code"] = lambda: [original_trace(causal_trace, mt, prompt, subject, args.samples,
                                                          3.0 * embedding_std(model, [subject]), args.window)
                                           for prompt, subject in prompts]
