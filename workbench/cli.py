@@ -20,7 +20,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"workbench {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_story_command(commands)
+    _add_calibrate_command(commands)
+    _add_trace_command(commands)
+    _add_trace_many_command(commands)
+    _add_attribute_command(commands)
+    _add_edit_command(commands)
+    _add_bench_command(commands)
+    _add_sequential_command(commands)
+    _add_zoo_command(commands)
+    return parser
 
+
+def _add_story_command(commands) -> None:
+    """``workbench story``: the end-to-end story."""
     story = commands.add_parser("story", help="run the end-to-end story (locate, edit, evaluate) on a bundled model")
     story.add_argument("--model", default="smollm2-135m", choices=["smollm2-135m", "factgpt"],
                        help="bundled model (default: smollm2-135m, the real LM; factgpt: the ground-truth fact model)")
@@ -29,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     story.add_argument("--edits", type=int, help="edits in MEMIT's batch (default: the script's)")
     story.set_defaults(handler=_run_story)
 
+
+def _add_calibrate_command(commands) -> None:
+    """``workbench calibrate``: calibration of a model's settings."""
     calibrating = commands.add_parser(
         "calibrate", help="measure a model's settings (prompt prefix, known facts, benchmark, edit layers, editor "
         "hyper-parameters) and keep them for load_model")
@@ -40,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     calibrating.add_argument("--out", help="settings folder (default: the workbench cache, where load_model finds it)")
     calibrating.set_defaults(handler=_run_calibrate)
 
+
+def _add_trace_command(commands) -> None:
+    """``workbench trace``: one causal trace."""
     tracing = commands.add_parser("trace", help="causal trace of a prompt: figure and saved result")
     tracing.add_argument("prompt", help='e.g. "The capital of France is"')
     tracing.add_argument("--subject", required=True, help="the words of the prompt naming the subject")
@@ -54,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     tracing.add_argument("--out", default="traces", help="output directory (default: ./traces)")
     tracing.set_defaults(handler=_run_trace)
 
+
+def _add_trace_many_command(commands) -> None:
+    """``workbench trace-many``: the average indirect effect over known facts."""
     many = commands.add_parser("trace-many", help="average indirect effect over a bundled model's known facts "
                                                   "(in this process, or on Ray workers)")
     many.add_argument("--model", default="factgpt", choices=["factgpt", "smollm2-135m"])
@@ -66,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     many.add_argument("--out", default="traces", help="output directory (default: ./traces)")
     many.set_defaults(handler=_run_trace_many)
 
+
+def _add_attribute_command(commands) -> None:
+    """``workbench attribute``: integrated-gradients attribution."""
     attributing = commands.add_parser("attribute", help="integrated-gradients attribution to FFN neurons")
     attributing.add_argument("prompt")
     attributing.add_argument("--answer", help="answer to attribute (default: the model's top prediction)")
@@ -76,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     attributing.add_argument("--out", default="attributions", help="output directory (default: ./attributions)")
     attributing.set_defaults(handler=_run_attribute)
 
+
+def _add_edit_command(commands) -> None:
+    """``workbench edit``: one edit with predictions before and after."""
     editing = commands.add_parser("edit", help="rewrite one fact and show predictions before and after")
     editing.add_argument("prompt", help='e.g. "The capital of France is"')
     editing.add_argument("--subject", required=True)
@@ -89,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_corpus_option(editing)
     editing.set_defaults(handler=_run_edit)
 
+
+def _add_bench_command(commands) -> None:
+    """``workbench bench``: the CounterFact benchmark and scaling studies."""
     bench = commands.add_parser(
         "bench", help="CounterFact benchmark: edit each case independently (default), or many at once (--edits)")
     bench.add_argument("--method", default="rome",
@@ -112,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_corpus_option(bench)
     bench.set_defaults(handler=_run_bench)
 
+
+def _add_sequential_command(commands) -> None:
+    """``workbench sequential``: sequential editing."""
     sequential = commands.add_parser(
         "sequential", help="sequential editing: batches written one after another, measured after each batch")
     sequential.add_argument("--method", default="memit",
@@ -136,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     sequential.add_argument("--out", default="results", help="output directory (default: ./results)")
     sequential.set_defaults(handler=_run_sequential)
 
+
+def _add_zoo_command(commands) -> None:
+    """``workbench zoo``: the bundled fact model and the city requests."""
     zoo = commands.add_parser("zoo", help="the bundled fact model: retrain it, or train one on your own facts")
     zoo_commands = zoo.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
     train = zoo_commands.add_parser("train", help="train a fact model (deterministic for a seed)")
@@ -160,7 +197,6 @@ def build_parser() -> argparse.ArgumentParser:
     cities.add_argument("--seed", type=int, default=0)
     cities.add_argument("--out", required=True, help="the counterfact.json to write (a .meta.json is written beside it)")
     cities.set_defaults(handler=_run_zoo_cities)
-    return parser
 
 
 def _run_story(args: argparse.Namespace) -> int:
