@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float, Int
 from tqdm.auto import tqdm
 from transformer_lens.model_bridge import TransformerBridge
 
@@ -150,6 +150,63 @@ def optimise_value_deltas(
     )
 
 
+@dataclass(frozen=True)
+class _SearchBatch:
+    """The rows one chunk's search runs (every request's prompt rows, teacher forced, then its
+    essence prompt) and where the loss reads their logits, which come back flattened in row-major
+    order of the positions in ``predict``."""
+
+    rows: CutRows
+    owner: Int[torch.Tensor, "rows"]
+    """The request of each row."""
+    n_prompt_rows: int
+    n_templates: int
+    predict: Bool[torch.Tensor, "rows pos"]
+    """The positions whose next-token logits the loss reads."""
+    target_logit: Int[torch.Tensor, "entries"]
+    """Flattened logit of each target token of each prompt row."""
+    essence_logit: Int[torch.Tensor, "n"]
+    """Flattened logit after each request's essence prompt."""
+    token: Int[torch.Tensor, "entries"]
+    token_owner: Int[torch.Tensor, "entries"]
+    tokens_per_request: Float[torch.Tensor, "n"]
+    contexts_per_request: Float[torch.Tensor, "n"]
+
+    @property
+    def unprefixed(self) -> slice:
+        """Each request's own prompt row (without a context prefix), ``n`` of them."""
+        return slice(0, self.n_prompt_rows, self.n_templates)
+
+
+def _search_batch(model: TransformerBridge, requests: Sequence[EditRequest], templates: Sequence[str]) -> _SearchBatch:
+    device, n = model.cfg.device, len(requests)
+    contexts = context_rows(model, requests, templates)
+    targets = [target_ids(model, request.target_new) for request in requests]
+    essence = context_rows(model, [_essence_request(r) for r in requests], ["{}"])
+    prompt_rows = [row + targets[owner][:-1] for row, owner in zip(contexts.rows, contexts.request_of_row)]
+    rows = cut_rows(model, prompt_rows + essence.rows, contexts.subject_last + essence.subject_last)
+    owner = torch.tensor(contexts.request_of_row + list(range(n)), device=device)  # [rows]
+    n_prompt_rows = len(prompt_rows)
+    # each target token of each prompt row, and the next token after each essence prompt
+    predicted = [(r, rows.index_of(r, len(contexts.rows[r]) - 1 + k)) for r in range(n_prompt_rows)
+                 for k in range(len(targets[contexts.request_of_row[r]]))]
+    predicted += [(n_prompt_rows + i, rows.index_of(n_prompt_rows + i, len(row) - 1)) for i, row in enumerate(essence.rows)]
+    predict = torch.zeros_like(rows.input_ids, dtype=torch.bool)
+    predict[tuple(torch.tensor(predicted, device=device).T)] = True
+    flat_index = {pair: k for k, pair in enumerate(map(tuple, predict.nonzero().tolist()))}
+    n_target_entries = sum(len(targets[o]) for o in contexts.request_of_row)
+    token_owner = torch.tensor([o for o in contexts.request_of_row for _ in targets[o]], device=device)
+    return _SearchBatch(
+        rows=rows, owner=owner, n_prompt_rows=n_prompt_rows, n_templates=contexts.n_templates, predict=predict,
+        target_logit=torch.tensor([flat_index[pair] for pair in predicted[:n_target_entries]], device=device),
+        essence_logit=torch.tensor([flat_index[pair] for pair in predicted[n_target_entries:]], device=device),
+        token=torch.tensor([t for o in contexts.request_of_row for t in targets[o]], device=device),
+        token_owner=token_owner,
+        tokens_per_request=torch.bincount(token_owner, minlength=n).double(),
+        contexts_per_request=torch.bincount(owner[:n_prompt_rows], minlength=n).double(),
+    )
+
+
 def _optimise_chunk(
     model: TransformerBridge,
     hook_name: str,
@@ -159,30 +216,9 @@ def _optimise_chunk(
     read_hook: str | None,
 ) -> ValueDeltas:
     device, n = model.cfg.device, len(requests)
-    contexts = context_rows(model, requests, templates)
-    targets = [target_ids(model, request.target_new) for request in requests]
-    essence = context_rows(model, [_essence_request(r) for r in requests], ["{}"])
-    prompt_rows = [row + targets[owner][:-1] for row, owner in zip(contexts.rows, contexts.request_of_row)]
-    rows = cut_rows(model, prompt_rows + essence.rows, contexts.subject_last + essence.subject_last)
-    owner = torch.tensor(contexts.request_of_row + list(range(n)), device=device)  # [rows]
+    batch = _search_batch(model, requests, templates)
+    rows, owner, n_prompt_rows, unprefixed = batch.rows, batch.owner, batch.n_prompt_rows, batch.unprefixed
     all_rows = torch.arange(len(owner), device=device)
-    n_prompt_rows = len(prompt_rows)
-    unprefixed = slice(0, n_prompt_rows, contexts.n_templates)  # each request's own prompt, [n]
-    # the positions whose predictions the loss reads: each target token of each prompt row, and the
-    # next token after each essence prompt; logits come back flattened in row-major order
-    predicted = [(r, rows.index_of(r, len(contexts.rows[r]) - 1 + k)) for r in range(n_prompt_rows)
-                 for k in range(len(targets[contexts.request_of_row[r]]))]
-    predicted += [(n_prompt_rows + i, rows.index_of(n_prompt_rows + i, len(row) - 1)) for i, row in enumerate(essence.rows)]
-    predict = torch.zeros_like(rows.input_ids, dtype=torch.bool)
-    predict[tuple(torch.tensor(predicted, device=device).T)] = True
-    flat_index = {pair: k for k, pair in enumerate(map(tuple, predict.nonzero().tolist()))}
-    n_target_entries = sum(len(targets[o]) for o in contexts.request_of_row)
-    target_logit = torch.tensor([flat_index[pair] for pair in predicted[:n_target_entries]], device=device)
-    essence_logit = torch.tensor([flat_index[pair] for pair in predicted[n_target_entries:]], device=device)
-    token = torch.tensor([t for o in contexts.request_of_row for t in targets[o]], device=device)
-    token_owner = torch.tensor([o for o in contexts.request_of_row for _ in targets[o]], device=device)
-    tokens_per_request = torch.bincount(token_owner, minlength=n).double()
-    contexts_per_request = torch.bincount(owner[:n_prompt_rows], minlength=n).double()
 
     delta = torch.zeros(n, model.cfg.d_model, device=device, requires_grad=True)
     first: dict[str, torch.Tensor] = {}  # activations of step 0, where delta is still zero
@@ -208,15 +244,16 @@ def _optimise_chunk(
     final_nll = torch.full((n,), float("nan"), dtype=torch.float64)
     optimiser = torch.optim.Adam([delta], lr=search.lr)
     original_log_probs = original_norm = max_norm = None
-    entry_row = predict.nonzero()[:, 0]  # [predicted]: the row of each flattened logit
+    entry_row = batch.predict.nonzero()[:, 0]  # [predicted]: the row of each flattened logit
     autocast = computing_in(search.dtype, device)
     for step in range(search.steps):
         with autocast:
-            logits = _run_running_rows(model, rows, predict, hooks, ~done[owner], entry_row, running, owner)
-        token_log_probs = logits[target_logit].log_softmax(-1).gather(1, token[:, None])[:, 0]  # [target entries]
-        target_nll = torch.zeros(n, device=device, dtype=torch.float64).index_add(0, token_owner, -token_log_probs.double())
-        nll = (target_nll / tokens_per_request).float()  # [n], the mean over each request's target tokens
-        essence_log_probs = logits[essence_logit].log_softmax(-1)  # [n, vocab]
+            logits = _run_running_rows(model, rows, batch.predict, hooks, ~done[owner], entry_row, running, owner)
+        token_log_probs = logits[batch.target_logit].log_softmax(-1).gather(1, batch.token[:, None])[:, 0]  # [entries]
+        target_nll = torch.zeros(n, device=device, dtype=torch.float64).index_add(0, batch.token_owner,
+                                                                                 -token_log_probs.double())
+        nll = (target_nll / batch.tokens_per_request).float()  # [n], the mean over each request's target tokens
+        essence_log_probs = logits[batch.essence_logit].log_softmax(-1)  # [n, vocab]
         if step == 0:
             original_log_probs = essence_log_probs.detach()
             original_norm = first["original"].norm(dim=-1)  # [n]
@@ -224,7 +261,7 @@ def _optimise_chunk(
         # KL(p_edited || p_original), as the reference implementation computes it
         kl = torch.nn.functional.kl_div(original_log_probs, essence_log_probs, log_target=True, reduction="none").sum(-1)
         decay = search.weight_decay * delta.norm(dim=-1) / original_norm.clamp_min(1e-12) ** 2
-        stopping = nll.detach() if search.stop_on == "token_mean" else target_nll.detach() / contexts_per_request
+        stopping = nll.detach() if search.stop_on == "token_mean" else target_nll.detach() / batch.contexts_per_request
         newly_done = (stopping < search.stop_loss) & ~done
         steps[(~done).cpu()] = step + 1
         final_nll[(~done).cpu()] = nll.detach().double().cpu()[(~done).cpu()]
@@ -240,7 +277,7 @@ def _optimise_chunk(
             delta[done] = frozen[done]
             norms = delta.norm(dim=-1)
             delta.mul_((max_norm / norms.clamp_min(1e-12)).clamp(max=1.0)[:, None])
-    read = first["read"].view(n, contexts.n_templates, -1).mean(1) if read_hook is not None else None
+    read = first["read"].view(n, batch.n_templates, -1).mean(1) if read_hook is not None else None
     return ValueDeltas(delta.detach(), first["original"], steps.tolist(), final_nll.tolist(), read)
 
 
