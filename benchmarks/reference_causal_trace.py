@@ -9,8 +9,9 @@ corrupted pass each call makes first. Model, prompts (``PROMPTS`` of ``trace_spe
 window and noise scale (3 x :func:`workbench.locate.tracing.embedding_std` of the subject, passed as
 the reference's absolute ``noise`` factor) are those of ``benchmarks/trace_speed.py``, whose
 ``reference_style`` baseline re-creates this loop on the TransformerLens bridge; this script runs
-the original code on the plain Hugging Face model instead, so the two numbers can be compared
-(same machine, same torch threads).
+the original code on the plain Hugging Face model instead. ``trace_speed.py --reference-code``
+imports :func:`load_reference` and :func:`reference_trace` from here to time it in the same process
+as the workbench's trace, which is the ratio to report (the machine's speed drifts between runs).
 
 The reference code is not part of this repository. ``--rome-git-dir`` names a bare git copy of
 kmeng01/rome (e.g. from ``git clone --bare``); the files it needs are written, as they are at that

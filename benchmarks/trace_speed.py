@@ -10,10 +10,13 @@ runs each restoration from its first restored token and block only, many per pas
 (``dtype="bfloat16"``). All run in this process on the same model, prompts and noise, one after
 the other per repeat so machine load affects them alike; best times, their ratios, the largest
 difference of any cell from the float32 trace, and each run's peak resident memory above what the
-process held before (``PeakMemory``) are reported.
+process held before (``PeakMemory``) are reported. ``--reference-code`` also times ROME's own
+``causal_trace.py``, run unmodified in this process (``benchmarks/reference_causal_trace.py``
+extracts it once from a git copy; its patching is checked on the model before it is timed);
+``--no-reference`` skips the re-created loop, which takes longer than the original.
 
     python benchmarks/trace_speed.py [--model smollm2-135m|factgpt|gemma3-270m] [--prompts 2] [--samples 3]
-                                     [--repeats 1] [--no-reference] [--out FILE]
+                                     [--repeats 1] [--no-reference] [--reference-code] [--out FILE]
 """
 from __future__ import annotations
 
