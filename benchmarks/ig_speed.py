@@ -18,9 +18,7 @@ Peak resident memory of each run above what the process held before it is report
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +29,8 @@ from workbench import families
 from workbench.evaluate.resources import PeakMemory
 from workbench.locate.attribution import attribute
 from workbench.tokens import encode
+
+from report import emit
 
 PROMPTS = {"factgpt": "The capital of Burkina Faso is", "smollm2-135m": "The Eiffel Tower is located in the city of",
            "gemma3-270m": "The Eiffel Tower is located in the city of"}
@@ -115,10 +115,7 @@ def main() -> None:
         "peak_megabytes_above_start": peak_mb,
         "threads": torch.get_num_threads(),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

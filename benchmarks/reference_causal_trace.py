@@ -67,7 +67,6 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.util
-import json
 import subprocess
 import sys
 import time
@@ -82,6 +81,8 @@ from workbench.families import family_for_model_type
 from workbench.locate.tracing import embedding_std
 from workbench.models import cache_root
 from workbench.zoo.records import RECORDS
+
+from report import emit
 
 from trace_speed import PROMPTS
 
@@ -260,10 +261,7 @@ def main() -> None:
         "device": str(mt.model.device),
         "threads": torch.get_num_threads(),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import tempfile
 import time
 from contextlib import redirect_stdout
@@ -19,6 +18,8 @@ import matplotlib
 
 import workbench
 from workbench import story
+
+from report import emit
 
 
 def main() -> None:
@@ -44,10 +45,7 @@ def main() -> None:
             seconds[dtype][name] = time.perf_counter() - started
     report = {"model": args.model, "trace_samples": script.trace_samples, "facts": script.n_facts,
               "average_kinds": list(script.average_kinds), "seconds": seconds}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,7 @@ extracts it once from a git copy; its patching is checked on the model before it
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,6 +31,8 @@ from workbench import families
 from workbench.evaluate.resources import PeakMemory
 from workbench.locate.tracing import embedding_std, restored_layers, trace_kinds
 from workbench.tokens import locate_subject
+
+from report import emit
 
 PROMPTS = {
     "factgpt": [("The capital of Burkina Faso is", "Burkina Faso"), ("The capital of Norway is", "Norway")],
@@ -106,7 +105,6 @@ def main() -> None:
     if not args.no_reference:
         runs["reference_style"] = reference_trace
     if args.reference_code:
-        sys.path.insert(0, str(Path(__file__).parent))
         from reference_causal_trace import cached_reference, check_patching, load_reference
         from reference_causal_trace import reference_trace as original_trace
 
@@ -150,10 +148,7 @@ def main() -> None:
         "peak_megabytes_above_start": peak_mb,
         "threads": torch.get_num_threads(),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ models whose MLP output projection is fused with other weights are not.
 from __future__ import annotations
 
 import bisect
-
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
