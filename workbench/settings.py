@@ -64,6 +64,11 @@ class CalibratedSettings:
         return {rid: tuple(t) for rid, t in self.content.get("templates", {}).items()}
 
     @property
+    def tracing_peak(self) -> int:
+        """The layer whose MLP has the largest average indirect effect at the last subject token."""
+        return int(self.content["layers"]["tracing"]["peak"])
+
+    @property
     def has_own_facts(self) -> bool:
         """Whether the folder holds its own known facts and benchmark (else the calibration measured on
         those of the model's bundled record)."""

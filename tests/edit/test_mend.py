@@ -3,6 +3,7 @@ networks give exactly a gradient step; edits restore bit-exactly; networks save 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from workbench.data import EditRequest
 from workbench.edit.mend import MendNetworks
 from workbench.errors import InvalidRequestError
 from workbench.families import mlp_out_projection, parameter_values
-from workbench.tokens import target_ids
+from workbench.tokens import locate_subject, target_ids
 
 STEP = 0.5
 
@@ -33,9 +34,10 @@ def _requests(model, n):
     return [EditRequest(prompt, subject, word) for prompt, subject in zip(prompts, ["France", "Peru"])][:n]
 
 
-def _identity_networks(model, folder, layers) -> str:
+def _identity_networks(model, folder, layers, subject_tokens=False) -> str:
     projection = mlp_out_projection(model, layers[0])
-    networks = MendNetworks(layers, projection.d_in, projection.d_out, rank=4, log_step=math.log(STEP))
+    networks = MendNetworks(layers, projection.d_in, projection.d_out, rank=4, log_step=math.log(STEP),
+                            subject_tokens=subject_tokens)
     return str(networks.save(folder, model_name="tiny"))
 
 
@@ -82,6 +84,45 @@ def test_untrained_networks_take_a_gradient_step_of_rank_one_per_request(model, 
     assert int((singular > 1e-6 * singular[0]).sum()) == n_requests
 
 
+def _subject_only_gradient(model, request, layer):
+    """d (mean target NLL) / dW of ``layer``'s MLP output projection, W used only at the subject's tokens:
+    a leaf copy of W computes the output there (ordinary backpropagation, no factors)."""
+    span = locate_subject(model, request.filled_prompt(), request.subject)
+    projection = mlp_out_projection(model, layer)
+    copy = projection.matrix().detach().clone().requires_grad_(True)  # [d_out, d_in] (llama: as stored)
+
+    def at_subject(module, args, output):
+        u = args[0][:, span.start: span.end]
+        output = output.clone()
+        output[:, span.start: span.end] += u @ (copy - copy.detach()).T  # same value, W's gradient there
+        return output
+
+    prompt = model.tokenizer(request.filled_prompt())["input_ids"]
+    answer = target_ids(model, request.target_new)
+    handle = projection.module.register_forward_hook(at_subject)
+    try:
+        logits = model.original_model(torch.tensor([prompt + answer[:-1]]), use_cache=False).logits[0]
+    finally:
+        handle.remove()
+    predicted = logits[len(prompt) - 1: len(prompt) - 1 + len(answer)]
+    (gradient,) = torch.autograd.grad(torch.nn.functional.cross_entropy(predicted, torch.tensor(answer)), copy)
+    return gradient
+
+
+def test_subject_token_networks_step_along_the_gradient_through_the_subjects_tokens_only(model, tmp_path):
+    layer = 0  # an early block: the subject's tokens reach the answer through attention
+    folder = _identity_networks(model, tmp_path / "subject", [layer], subject_tokens=True)
+    request = EditRequest("The capital of {} is", "United Kingdom", _one_token_word(model))
+    name = mlp_out_projection(model, layer).name
+    with workbench.edit(model, [request], "mend", networks=folder, check_targets=False) as result:
+        delta = result.deltas[name]
+    expected = -STEP * _subject_only_gradient(model, request, layer)
+    assert expected.norm() > 0
+    torch.testing.assert_close(delta, expected, atol=1e-6, rtol=1e-4)
+    everywhere = -STEP * _weight_gradient(model, [request], name)
+    assert (delta - everywhere).norm() > 1e-3 * everywhere.norm()  # the other tokens' share is left out
+
+
 def test_a_batchs_update_is_the_sum_of_its_requests_updates_alone(model, tmp_path):
     """Each request's step is the one it gets alone, whatever the batch size (trained networks are
     nonlinear per token, not across requests, so this holds for them too)."""
@@ -117,6 +158,17 @@ def test_saved_networks_reload_and_refuse_another_model(model, tmp_path):
     torch.testing.assert_close(reloaded.updates(factors)[layers[0]], networks.updates(factors)[layers[0]], rtol=0, atol=0)
     with pytest.raises(InvalidRequestError, match="do not fit"):
         MendNetworks.load(tmp_path / "saved", workbench.load_model("factgpt"))
+
+
+def test_damaged_networks_are_refused(model, tmp_path):
+    folder = Path(_identity_networks(model, tmp_path / "damaged", [model.cfg.n_layers - 1]))
+    MendNetworks.load(folder, model)  # intact: loads
+    tensors = folder / "mend.safetensors"
+    data = bytearray(tensors.read_bytes())
+    data[-1] ^= 1
+    tensors.write_bytes(bytes(data))
+    with pytest.raises(InvalidRequestError, match="damaged"):
+        MendNetworks.load(folder, model)
 
 
 @pytest.mark.parametrize("bad", [{"step_scale": 0.0}, {}, {"networks": "/nonexistent"}, {"layer": 1}])

@@ -93,3 +93,17 @@ def test_a_records_tuned_settings_are_the_defaults_and_explicit_arguments_win(mo
     # the settings an edit would use, asked for without editing: defaults < record < arguments
     assert hyperparameters(model, "ft", lr=0.5) == dataclasses.replace(FineTuneHyperParams(), steps=3, lr=0.5)
     assert FineTuneHyperParams().steps not in (2, 3)  # the defaults were really replaced
+
+
+def test_editors_train_on_every_relation_of_the_benchmark_and_never_on_a_held_out_subject():
+    from workbench.zoo.mass_requests import mass_requests
+
+    record = RECORDS["factgpt"]
+    tokenizer = workbench.load_model("factgpt").tokenizer
+    training = record.editor_training_cases(tokenizer, city_cases=50)
+    evaluation = record.benchmark(split="evaluation")
+    trained_on = {case.requested_rewrite.subject for case in training}
+    assert not trained_on & {case.requested_rewrite.subject for case in evaluation}
+    cities = mass_requests(tokenizer, record.relations(), 10**6)
+    assert not trained_on & {case.requested_rewrite.subject for case in cities[:-50]}
+    assert {case.requested_rewrite.relation_id for case in evaluation} <= {case.requested_rewrite.relation_id for case in training}

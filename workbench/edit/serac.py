@@ -35,7 +35,7 @@ from workbench.edit.session import EditResult
 from workbench.edit.trained import bundled_component
 from workbench.errors import InvalidRequestError
 
-SCOPE_VERSION = "scope-v1"
+SCOPE_VERSION = "scope-v2"
 """Folder name of the cached classifiers of bundled models; change it when training changes."""
 
 

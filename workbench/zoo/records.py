@@ -19,7 +19,8 @@ from workbench.data import CounterFactRecord, Fact, read_counterfact
 from workbench.errors import InvalidRequestError, ModelNotFoundError
 from workbench.settings import CalibratedSettings, read_settings
 from workbench.zoo.corpora import CORPORA, package_file
-from workbench.zoo.knowledge import load_facts
+from workbench.zoo.build_real_knowledge import REAL_FACTS_PATH
+from workbench.zoo.knowledge import FACTS_PATH, load_facts
 from workbench.zoo.relations import RELATIONS, Relation
 
 ZOO = Path(__file__).parent
@@ -47,6 +48,7 @@ class ModelRecord:
         settings_note: how the settings were found.
         templates: relation id -> prompt templates replacing :data:`~workbench.zoo.relations.RELATIONS`'
             for this model (the first is the rewrite prompt; measured to suit the model).
+        knowledge_base: the facts file editors' learned parts are trained on (:meth:`editor_training_cases`).
     """
 
     name: str
@@ -59,6 +61,7 @@ class ModelRecord:
     templates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     facts_file: str = "known_facts.jsonl"
     benchmark_file: str = "counterfact.json"
+    knowledge_base: Path = REAL_FACTS_PATH
 
     @property
     def editor_settings(self) -> Mapping[str, Mapping[str, Any]]:
@@ -114,17 +117,30 @@ class ModelRecord:
         return records if n_cases is None else records[:n_cases]
 
     def editor_training_cases(self, tokenizer, city_cases: int = 300) -> list[CounterFactRecord]:
-        """Cases to train editors' learned parts on (SERAC's scope classifier, MEND's networks): the
-        tuning split plus, where the record has the city -> country relation, the *last*
-        ``city_cases`` city requests of :mod:`workbench.zoo.mass_requests` (``--data cities``
-        benchmarks take the first ones); no case shares a subject with the evaluation split."""
-        held_out = {case.requested_rewrite.subject for case in self.benchmark(split="evaluation")}
-        cases = list(self.benchmark(split="tuning"))
-        if "P17" in self.relations():
+        """Cases to train editors' learned parts on (SERAC's scope classifier, MEND's networks).
+
+        CounterFact-style cases (:func:`~workbench.zoo.cases.build_benchmark`) built from *every*
+        fact of the record's knowledge base, known to the model or not (training an editor needs a
+        prompt, a new target, paraphrases and neighbours, not recall), so that every relation the
+        benchmark asks about is seen in training; plus, where the record has the city -> country
+        relation, the *last* ``city_cases`` city requests of :mod:`workbench.zoo.mass_requests`.
+        No case shares a subject with the evaluation split or with the city requests before those
+        (``--data cities`` benchmarks and sequential runs take the first ones)."""
+        from workbench.zoo.cases import build_benchmark, first_tokens
+
+        facts = load_facts(self.knowledge_base)
+        relations = self.relations()
+        excluded = {case.requested_rewrite.subject for case in self.benchmark(split="evaluation")}
+        cities: list[CounterFactRecord] = []
+        if "P17" in relations:
             from workbench.zoo.mass_requests import mass_requests  # built from data, not from records
 
-            cases += mass_requests(tokenizer, self.relations(), 10**6)[-city_cases:]
-        return [case for case in cases if case.requested_rewrite.subject not in held_out]
+            requests = mass_requests(tokenizer, relations, 10**6)
+            cities = requests[-city_cases:]
+            excluded |= {case.requested_rewrite.subject for case in requests[:-city_cases]}
+        cases = build_benchmark(facts, {(f.subject, f.relation_id) for f in facts}, first_tokens(tokenizer, facts),
+                                relations=relations)
+        return [case for case in cases + cities if case.requested_rewrite.subject not in excluded]
 
 
 def _factgpt_weights(cache: Path) -> Path:
@@ -194,6 +210,7 @@ RECORDS: dict[str, ModelRecord] = {
             prefix="<|endoftext|>",  # as it was trained
             corpus="factgpt-training",
             facts_file="../data/facts.jsonl",
+            knowledge_base=FACTS_PATH,
             benchmark_file="../data/counterfact_factgpt.json",
         ),
         ModelRecord(
