@@ -11,7 +11,8 @@ Writes, under figures/:
   editors_smollm2-135m.png                   the single-edit comparison: CounterFact ES / PS / NS, the seed
                                              lecture's edit success and drawdown, free-generation exact match,
                                              seconds per edit, memory
-  editors_batch_smollm2-135m.json            caching, SERAC, MEND: 1, 10, 100, 1,000 city requests in one call;
+  editors_batch_smollm2-135m.json            caching, SERAC, MEND: 1, 10, 100, 1,000 city requests in one call
+                                             (``--batch-methods`` reruns those, keeping the others' runs);
                                              MEMIT's runs are memit_cities_smollm2_passes2_lambda6000.json (same
                                              requests, the record's two-pass settings)
   editors_sequential_smollm2-135m.json       ROME one request after another (1, 10, 100)
@@ -26,6 +27,7 @@ use (minutes on 2 cores, cached). Deterministic: fixed cases and seeds; the reco
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -95,8 +97,9 @@ def main() -> None:
             counts = [int(n) for n in counts.split(",")]
             records = mass_requests(model.tokenizer, RECORDS[MODEL].relations(), max(counts))
             checkpoint = path.with_suffix(".partial.json")
-            run_scaling(model, records, list(methods), counts, mode=part, fluency_tokens=FLUENCY_TOKENS,
-                        checkpoint=checkpoint).save(path)
+            fresh = run_scaling(model, records, list(methods), counts, mode=part, fluency_tokens=FLUENCY_TOKENS,
+                                checkpoint=checkpoint)
+            keeping_other_methods(path, fresh).save(path)
             checkpoint.unlink()
     singles = {method: BenchResult.load(single_path(method)) for method in EDITORS if single_path(method).exists()}
     print(single_table(singles))
@@ -109,6 +112,17 @@ def main() -> None:
     figure.suptitle(f"Editors on {MODEL}: many edits at once (solid) or one after another (dashed); dotted: unedited",
                     fontsize=11)
     figure.savefig(HERE / f"editors_scaling_{MODEL}.png", dpi=120)
+
+
+def keeping_other_methods(path: Path, fresh: ScalingResult) -> ScalingResult:
+    """``fresh`` with the runs of the other methods already saved at ``path``: rerunning some editors
+    keeps the others' runs."""
+    if not path.exists():
+        return fresh
+    saved = ScalingResult.load(path)
+    rerun = {run["method"] for run in fresh.runs}
+    kept = dataclasses.replace(saved, runs=[run for run in saved.runs if run["method"] not in rerun])
+    return ScalingResult.merged([kept, fresh]) if kept.runs else fresh
 
 
 def run_single(method: str, cases: int) -> None:
@@ -147,7 +161,7 @@ def _median_seconds(result: BenchResult) -> float:
 def plot_comparison(singles: dict[str, BenchResult]) -> plt.Figure:
     """Grouped bars per editor: CounterFact scores, free-generation exact match, the seed lecture's edit
     success and drawdown; then seconds per edit and peak memory (log scales)."""
-    figure, axes = plt.subplots(1, 5, figsize=(22, 4.6), constrained_layout=True, width_ratios=[3, 3, 2, 2, 2])
+    figure, axes = plt.subplots(1, 5, figsize=(22, 5.0), constrained_layout=True, width_ratios=[3, 3, 2, 2, 2])
     methods = list(singles)
     colours = {method: f"C{i}" for i, method in enumerate(methods)}
     width = 0.8 / max(len(methods), 1)
@@ -167,14 +181,14 @@ def plot_comparison(singles: dict[str, BenchResult]) -> plt.Figure:
         ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, labels, fontsize=8)
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
-    axes[0].set_ylim(0, 115)
-    axes[0].legend(fontsize=7, loc="upper center", ncol=len(methods))
-    for ax, title, value, xlabel in ((axes[3], "Time per edit (median)", _median_seconds, "seconds (log)"),
-                                     (axes[4], "Peak memory of the run", lambda r: max(
-                                         r.settings.get("peak_megabytes_above_model", np.nan), 1.0),
-                                      "MB above the loaded model (log)")):
+    axes[0].set_ylim(0, 105)
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=len(methods), fontsize=9)
+    for ax, title, value, xlabel, scale in (
+            (axes[3], "Time per edit (median)", _median_seconds, "seconds (log)", "log"),
+            (axes[4], "Peak memory of the run", lambda r: r.settings.get("peak_megabytes_above_model", np.nan),
+             "MB above the loaded model", "linear")):
         ax.barh(methods, [value(singles[m]) for m in methods], color=[colours[m] for m in methods])
-        ax.set_xscale("log")
+        ax.set_xscale(scale)
         ax.set_xlabel(xlabel)
         ax.set_title(title, fontsize=10)
         ax.invert_yaxis()

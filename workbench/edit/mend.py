@@ -247,7 +247,8 @@ def apply_mend(result: EditResult, requests: list[EditRequest], layer, hparams: 
 @dataclass(frozen=True)
 class MendTraining:
     """Settings of :func:`train_mend`. The paper weighs the edit loss 0.1 against locality 1; here
-    0.5 (on smollm2-135m, 0.1 left edits too weak after the training a CPU affords)."""
+    1 (on smollm2-135m, 0.1 left edits too weak after the training a CPU affords; 0.5 against 1 on
+    60 held-out cases: ES 83.3 / PS 78.3 / NS 97.3 against 88.3 / 80.0 / 95.4)."""
 
     layers: tuple[int, ...] | None = None
     """The edited blocks; ``None``: the last ``n_layers`` (the paper's choice)."""
@@ -260,7 +261,7 @@ class MendTraining:
     """Learning rate of the log steps (they start where a plain gradient step changes each matrix
     by ``initial_change`` of its norm, and move in log space)."""
     initial_change: float = 0.005
-    edit_weight: float = 0.5
+    edit_weight: float = 1.0
     locality_weight: float = 1.0
     subject_tokens: bool = True
     """Take the gradient factors at the subject's tokens only (the paper: every token)."""

@@ -50,14 +50,16 @@ class SeracHyperParams:
 
     threshold: float = 0.5
     classifier: str | None = None
-    context_repeats: int = 4
+    context_repeats: int = 8
     """How many times the edit's sentence is written before the input. A small model copies from
     its context more reliably when the fact is repeated: on 40 smollm2-135m tuning cases, every
-    input routed to its edit, 1/2/3/4 repeats gave ES 65/87.5/92.5/95 and PS 39/70/85/86."""
+    input routed to its edit, 1/2/3/4 repeats gave ES 65/87.5/92.5/95 and PS 39/70/85/86; on all 147
+    tuning cases 4/6/8 gave ES 89.1/95.2/98.0 and PS 86.1/86.7/87.1 (``counterfactual_success`` of
+    ``benchmarks/serac_paraphrases.py``). Memory and evaluation time grow with it."""
     cache_contexts: bool = True
     """Keep the attention keys and values of every edit's sentence, computed when the edit is made,
     so a routed input runs only its own tokens. Costs memory (every sentence is padded to the longest:
-    on smollm2-135m 4-5 MB per edit in float32, 391 MB for 100 city requests, 4.9 GB for 1,000) and edit time (0.19 s per edit instead of 0.02 s), and
+    on smollm2-135m 4-5 MB per edit in float32 with 4 repeats, 391 MB for 100 city requests, 4.9 GB for 1,000; twice that with 8) and edit time (0.19 s per edit instead of 0.02 s), and
     saves evaluation time: 100 edits in memory, 20 cases scored, 1.7x the unedited model's time
     against 5.0x without the cache (``benchmarks/serac_eval_speed.py``). ``False`` keeps only the
     sentences' tokens and runs each routed input's sentence again."""
