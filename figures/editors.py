@@ -61,11 +61,6 @@ BATCH = HERE / f"editors_batch_{MODEL}.json"
 SEQUENTIAL = HERE / f"editors_sequential_{MODEL}.json"
 MEMIT_BATCH = HERE / "memit_cities_smollm2_passes2_lambda6000.json"
 SCORES = ("efficacy_score", "paraphrase_score", "neighborhood_score", "score")
-PANELS = {
-    "CounterFact (teacher-forced, %)": ("efficacy_score", "paraphrase_score", "neighborhood_score"),
-    "Free generation, exact match (%)": ("efficacy_generation_em", "paraphrase_generation_em",
-                                         "neighborhood_generation_em"),
-}
 
 
 def single_path(method: str) -> Path:
@@ -166,8 +161,10 @@ def plot_comparison(singles: dict[str, BenchResult]) -> plt.Figure:
     colours = {method: f"C{i}" for i, method in enumerate(methods)}
     width = 0.8 / max(len(methods), 1)
     lecture = {"edit_success": lambda r: r.after["edit_success"], "drawdown": lambda r: r.drawdown}
-    groups = [(axes[0], "CounterFact (teacher-forced)", PANELS["CounterFact (teacher-forced, %)"], "score (%)"),
-              (axes[1], "Free generation", PANELS["Free generation, exact match (%)"], "exact match (%)"),
+    groups = [(axes[0], "CounterFact (teacher-forced)", ("efficacy_score", "paraphrase_score", "neighborhood_score"),
+               "score (%)"),
+              (axes[1], "Free generation", ("efficacy_generation_em", "paraphrase_generation_em",
+                                            "neighborhood_generation_em"), "exact match (%)"),
               (axes[2], "Seed lecture's metrics", tuple(lecture), "percent / percentage points")]
     for ax, title, keys, ylabel in groups:
         for i, method in enumerate(methods):

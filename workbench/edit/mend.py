@@ -120,7 +120,7 @@ class MendNetworks(nn.Module):
         if not fits:
             raise InvalidRequestError(f"the MEND networks under {path} were trained for {meta['model']!r} "
                                       f"(layers {meta['layers']}); they do not fit this model")
-        networks = cls(meta["layers"], meta["d_in"], meta["d_out"], meta["rank"], subject_tokens=meta.get("subject_tokens", False))
+        networks = cls(meta["layers"], meta["d_in"], meta["d_out"], meta["rank"], subject_tokens=meta["subject_tokens"])
         networks.load_state_dict(state)
         networks.info = meta
         return networks.eval()
@@ -298,10 +298,10 @@ def train_mend(model: TransformerBridge, records: Sequence[CounterFactRecord], s
                                        first, layers)
             changes = networks.updates(factors)
             scored = [rng.choice(r.paraphrase_prompts) for r in batch] + [q.filled_prompt() for q in requests]
-            paraphrases = _target_rows(model, scored, [q.target_new for q in requests] * 2)
-            edited = _run_edited_blocks(model, families.residual_entering(model, paraphrases.ids, first), first,
-                                        paraphrases.predict, changes)
-            edit_loss = nn.functional.cross_entropy(edited, paraphrases.tokens)
+            scored_rows = _target_rows(model, scored, [q.target_new for q in requests] * 2)
+            edited = _run_edited_blocks(model, families.residual_entering(model, scored_rows.ids, first), first,
+                                        scored_rows.predict, changes)
+            edit_loss = nn.functional.cross_entropy(edited, scored_rows.tokens)
             locality_loss = _locality_loss(model, [rng.choice(r.neighborhood_prompts) for r in batch], first, changes)
             loss = settings.edit_weight * edit_loss + settings.locality_weight * locality_loss
             optimiser.zero_grad()

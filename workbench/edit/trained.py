@@ -44,7 +44,10 @@ def read_component(folder: str | Path, stem: str, what: str) -> tuple[dict, dict
         raise InvalidRequestError(f"no trained {what} under {folder} ({stem}.json missing)")
     meta = json.loads((folder / f"{stem}.json").read_text(encoding="utf-8"))
     tensors = folder / f"{stem}.safetensors"
-    if not tensors.is_file() or meta.get("sha256") != _sha256(tensors):
+    if "sha256" not in meta:
+        raise InvalidRequestError(f"the trained {what} under {folder} carry no checksum (saved by a version before "
+                                  "checksums were kept): train them anew")
+    if not tensors.is_file() or meta["sha256"] != _sha256(tensors):
         raise InvalidRequestError(f"the trained {what} under {folder} are damaged ({tensors.name} is missing or does "
                                   "not match the checksum in its metadata): delete the folder to train anew")
     return meta, load_file(tensors)
