@@ -81,3 +81,14 @@ def test_turns_edit_only_their_layers_and_restore_weights_and_statistics(tiny_mo
     assert changed(model, after_first) == set() and normaliser(model, 1).count == seen
     first.restore()
     assert changed(model, before) == set() and normaliser(model, 1).count == 0
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_by_default_the_last_blocks_but_the_final_one_are_edited(tiny_model_dirs, family):
+    """Keys are read where the target is predicted, so no tracing layer is looked up: the default is
+    the ``span`` output projections ending at the last block but one (the authors' configurations)."""
+    model = workbench.load_model(tiny_model_dirs[family])
+    before, last = snapshot(model), families.n_layers(model) - 2
+    result = workbench.edit(model, FIRST, "ultraedit", span=1, lr=1e-3)
+    assert result.info["layers"] == [last]
+    assert changed(model, before) == {families.mlp_out_projection(model, last).name}

@@ -38,6 +38,8 @@ class Editor:
     apply: Callable[..., None]
     edits_layers: bool = True
     """False for editors that keep edits outside the weights (no edit layer is looked up)."""
+    traced_layer: bool = True
+    """False for editors that choose their own default layers (no tracing recommendation is looked up)."""
 
 
 EDITORS: dict[str, Editor] = {
@@ -50,7 +52,7 @@ EDITORS: dict[str, Editor] = {
     "caching": Editor(caching.CachingHyperParams, caching.apply_caching, edits_layers=False),
     "serac": Editor(serac.SeracHyperParams, serac.apply_serac, edits_layers=False),
     "mend": Editor(mend.MendHyperParams, mend.apply_mend, edits_layers=False),
-    "ultraedit": Editor(ultraedit.UltraEditHyperParams, ultraedit.apply_ultraedit),
+    "ultraedit": Editor(ultraedit.UltraEditHyperParams, ultraedit.apply_ultraedit, traced_layer=False),
 }
 """method name -> :class:`Editor`."""
 
@@ -89,8 +91,10 @@ def edit(
             :mod:`workbench.edit.ultraedit`).
         layer: the layer to edit; ``None`` takes a bundled model's tuned layer for the method, else
             the layer recommended by causal tracing on its known facts
-            (:func:`workbench.edit.layers.default_edit_layer`). MEMIT and AlphaEdit also take a list of layers;
-            knowledge-neuron editing reads it as "only neurons of this layer" (``None``: all).
+            (:func:`workbench.edit.layers.default_edit_layer`). MEMIT, AlphaEdit and UltraEdit also take a
+            list of layers; UltraEdit's default is its own (the last blocks but the final one, see
+            :mod:`workbench.edit.ultraedit`); knowledge-neuron editing reads it as "only neurons of this
+            layer" (``None``: all).
         check_targets: refuse requests whose ``target_new`` the model already predicts.
         hparams: overrides of the method's hyper-parameters (:class:`~workbench.edit.rome.RomeHyperParams`,
             :class:`~workbench.edit.memit.MemitHyperParams`,
@@ -119,7 +123,7 @@ def edit(
     # one weights fingerprint per call: the statistics, the edit layer and the context prefixes
     # are all looked up under the weights the edit starts from
     with _record_corpus(record), pinned_statistics(model):
-        if layer is None and method != "kn" and editor.edits_layers and record is not None:
+        if layer is None and method != "kn" and editor.edits_layers and editor.traced_layer and record is not None:
             layer = default_edit_layer(model, record.known_facts(N_FACTS))
         result = EditResult(model, method, batch)
         try:

@@ -18,10 +18,15 @@ memory of earlier edits beyond the running statistics, which is what makes tens 
 edits cheap. The running statistics belong to the model (:func:`normaliser`) and are rolled back
 when an edit is restored.
 
-Limits: the paper edits GPT-J's ``fc_out`` at layers 18-26 and LLaMA-3's gate/up projections; here
-the MLP output projections of the chosen layers (any supported family) are edited, and the
-statistics are kept per layer (the reference code shares one per weight shape). The step size lr
-must suit the width of the MLP (the effective step grows with d_mlp) and is calibrated per model.
+Which layers: the keys are read where the target is predicted, not at the subject, so causal
+tracing's layer says nothing here. The authors' code edits the MLP output projections of the last
+blocks but the final one (GPT-J ``fc_out`` 18-26 of 28 on zsRE, Mistral-7B ``down_proj`` 29-30 of 32,
+Phi-4 30-38 of 40), and LLaMA-3, Qwen2.5 and Gemma 3's gate and up projections; the default here is
+the ``span`` output projections ending at the last block but one, on any supported family.
+
+Limits: gate and up projections are not edited. The statistics are kept per layer (the reference
+code shares one per weight shape). The value step grows as lr d_in sqrt(d_out) (||k^||^2 is about d_in, ||g^|| about
+sqrt(d_out)), so lr must be set per model: the paper's 1e-6 gives steps of about 1 on 7B models.
 """
 from __future__ import annotations
 
@@ -47,8 +52,8 @@ class UltraEditHyperParams:
     """UltraEdit's settings.
 
     Attributes:
-        span: layers edited, ending at the edit layer (as MEMIT's ``span``).
-        lr: the step of the normalised gradient (the paper's 1e-6 on 4k-16k wide MLPs).
+        span: layers edited, ending at the edit layer (default: the last block but one).
+        lr: the step of the normalised gradient (the paper's 1e-6 on 14k-16k wide MLPs).
         ridge: the weight of ||Delta||^2 in the regression (the paper's 1).
         micro_batch: edits per forward and backward pass (the paper's 10).
     """
@@ -153,11 +158,16 @@ def ridge_update(keys: Float[torch.Tensor, "n d_in"], values: Float[torch.Tensor
     return solve_or_explain(system, keys.T @ values).T
 
 
+def default_last_layer(model: TransformerBridge) -> int:
+    """The last layer UltraEdit edits by default: the last block but one, as in the authors' configurations."""
+    return max(0, families.n_layers(model) - 2)
+
+
 def apply_ultraedit(result: EditResult, requests: list[EditRequest], layer: int | Sequence[int] | None,
                     hparams: UltraEditHyperParams, progress: bool = False) -> None:
     """Write ``requests`` as one UltraEdit turn into the MLP output projections of the layers."""
     model = result.model
-    layers = mass_edit_layers(model, layer, hparams.span)
+    layers = mass_edit_layers(model, default_last_layer(model) if layer is None else layer, hparams.span)
     found = key_gradient_rows(model, requests, layers, hparams.micro_batch)
     saved = {l: normaliser(model, l).copy() for l in layers}
     for l in layers:
