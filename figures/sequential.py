@@ -1,7 +1,13 @@
-"""Regenerate the sequential-editing figure on smollm2-135m: MEMIT against AlphaEdit, batch after batch.
+"""Regenerate the sequential-editing figure on smollm2-135m: MEMIT, AlphaEdit and UltraEdit, batch after batch.
 
     python figures/sequential.py [--methods memit,alphaedit] [--batches 4] [--batch-size 100] [--replot]
     python figures/sequential.py --data cities --batches 20 --scored-per-batch 10
+    python figures/sequential.py --data cities --methods ultraedit:100 --scored-per-batch 10 --measure-every 10 \
+        --fluency-tokens 0 --set ultraedit.lr=1e-3 --set ultraedit.span=3
+    python figures/sequential.py --data cities --methods memit:20,alphaedit:20,ultraedit:100 --scored-per-batch 10 --replot
+
+A method may carry its own number of batches (``ultraedit:100``; else ``--batches``) and its own
+settings (``--set METHOD.NAME=VALUE``, passed to ``workbench sequential --set``).
 
 Writes, under figures/:
   sequential_<method>_[cities_]<batches>x<batch size>.json   one run per method (``workbench sequential``)
@@ -37,21 +43,33 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--data", choices=("evaluation", "cities"), default="evaluation")
     parser.add_argument("--scored-per-batch", type=int, help="score the first N cases of each batch (default: all)")
+    parser.add_argument("--measure-every", type=int, default=1, help="measure after every N batches and the last")
+    parser.add_argument("--fluency-tokens", type=int, help="tokens per fluency generation (0: skip; default: the CLI's)")
+    parser.add_argument("--set", action="append", default=[], metavar="METHOD.NAME=VALUE",
+                        help="a hyper-parameter of one method, e.g. ultraedit.lr=1e-3")
     parser.add_argument("--replot", action="store_true", help="redraw from the saved JSON files")
     args = parser.parse_args()
     tag = "cities_" if args.data == "cities" else ""
     results = []
-    for method in args.methods.split(","):
-        name = f"sequential_{method}_{args.batches}x{args.batch_size}.json"
+    for spec in args.methods.split(","):
+        method, _, batches = spec.partition(":")
+        batches = int(batches or args.batches)
+        name = f"sequential_{method}_{batches}x{args.batch_size}.json"
         path = HERE / name.replace(f"{method}_", f"{method}_{tag}")
         if not args.replot:
             with tempfile.TemporaryDirectory() as out:
-                command = ["sequential", "--model", "smollm2-135m", "--method", method, "--batches", str(args.batches),
-                           "--batch-size", str(args.batch_size), "--out", out]
+                command = ["sequential", "--model", "smollm2-135m", "--method", method, "--batches", str(batches),
+                           "--batch-size", str(args.batch_size), "--measure-every", str(args.measure_every), "--out", out]
                 if args.data == "cities":
                     command += ["--data", "cities"]
                 if args.scored_per_batch:
                     command += ["--scored-per-batch", str(args.scored_per_batch)]
+                if args.fluency_tokens is not None:
+                    command += ["--fluency-tokens", str(args.fluency_tokens)]
+                for setting in args.set:
+                    owner, _, assignment = setting.partition(".")
+                    if owner == method:
+                        command += ["--set", assignment]
                 workbench_cli(command)
                 shutil.move(Path(out) / name, path)
         results.append(SequentialResult.load(path))

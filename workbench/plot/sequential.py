@@ -40,6 +40,9 @@ def plot_sequential(results: Sequence[SequentialResult], metrics: Sequence[str] 
             if not np.isnan(generated).all():
                 ax.plot(edits, generated, linestyle="--", marker="x", markersize=3, color=f"C{index}",
                         label=f"{result.method}, free generation (exact match)")
+        values = [_value(row, metric) for result in results for row in result.rows]
+        if metric == "perplexity" and np.nanmax(values) > 10 * np.nanmin(values):
+            ax.set_yscale("log")  # a run that breaks the model would flatten every other line
         ax.set_xlabel("edits so far")
         ax.set_ylabel(METRICS[metric].axis_label if metric in METRICS else metric, fontsize=8)
         ax.set_title(METRICS[metric].label if metric in METRICS else metric, fontsize=10)
@@ -47,5 +50,7 @@ def plot_sequential(results: Sequence[SequentialResult], metrics: Sequence[str] 
     figure.legend(handles, labels, loc="outside lower center", ncol=max(1, len(labels)), fontsize=8)
     sampled = sorted({result.settings.get("scored_per_batch") for result in results} - {None})
     scored = f"; edits scored: the first {', '.join(map(str, sampled))} of every batch" if sampled else ""
-    figure.suptitle(f"Sequential editing: measured after every batch{scored}", fontsize=11)
+    every = sorted({result.settings.get("measure_every", 1) for result in results})
+    when = "every batch" if every == [1] else f"every {' or '.join(map(str, every))} batches"
+    figure.suptitle(f"Sequential editing: measured after {when} and the last{scored}", fontsize=11)
     return figure
