@@ -39,14 +39,15 @@ class Editor:
     edits_layers: bool = True
     """False for editors that keep edits outside the weights (no edit layer is looked up)."""
     traced_layer: bool = True
-    """False for editors that choose their own default layers (no tracing recommendation is looked up)."""
+    """False for editors that choose their own default layers (no tracing recommendation is looked up):
+    knowledge-neuron editing searches every layer, UltraEdit edits the last blocks but the final one."""
 
 
 EDITORS: dict[str, Editor] = {
     "rome": Editor(rome.RomeHyperParams, rome.apply_rome),
     "memit": Editor(memit.MemitHyperParams, memit.apply_memit),
     "alphaedit": Editor(alphaedit.AlphaEditHyperParams, alphaedit.apply_alphaedit),
-    "kn": Editor(kn.KnHyperParams, kn.apply_kn),
+    "kn": Editor(kn.KnHyperParams, kn.apply_kn, traced_layer=False),
     "ft": Editor(finetune.FineTuneHyperParams, finetune.apply_finetune),
     "ft-l": Editor(functools.partial(finetune.FineTuneHyperParams, linf_bound=0.05), finetune.apply_finetune),
     "caching": Editor(caching.CachingHyperParams, caching.apply_caching, edits_layers=False),
@@ -123,7 +124,7 @@ def edit(
     # one weights fingerprint per call: the statistics, the edit layer and the context prefixes
     # are all looked up under the weights the edit starts from
     with _record_corpus(record), pinned_statistics(model):
-        if layer is None and method != "kn" and editor.edits_layers and editor.traced_layer and record is not None:
+        if layer is None and editor.edits_layers and editor.traced_layer and record is not None:
             layer = default_edit_layer(model, record.known_facts(N_FACTS))
         result = EditResult(model, method, batch)
         try:
