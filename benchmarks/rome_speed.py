@@ -14,11 +14,14 @@ and against the previous implementation at the previous defaults (10 prefixes, v
     python benchmarks/rome_speed.py [--model smollm2-135m] [--edits 5] [--stats-samples 100,1000,all]
 
 ``--stats-samples`` adds the statistics rate and ROME's Score with C estimated from that many
-corpus texts (slow: a bench run per setting).
+corpus texts (slow: a bench run per setting). ``--bench-cases N`` times ``run_bench`` on N tuning
+cases, each edited alone, with the cases' value searches run as one batch (what ``run_bench`` does,
+:func:`workbench.edit.rome.searching_together`) against one search per case, alternately, twice each.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from statistics import mean
@@ -28,7 +31,7 @@ import torch
 import workbench
 from workbench import families
 from workbench.edit import contexts
-from workbench.edit.api import edit
+from workbench.edit.api import EDITORS, edit
 from workbench.edit.layers import default_edit_layer
 from workbench.edit.rome import RomeHyperParams, rank_one_update
 from workbench.edit.stats import accumulate_second_moment, second_moment, statistics_fingerprint, using_corpus
@@ -36,6 +39,7 @@ from workbench.edit.targets import ValueSearch, optimise_value_deltas
 from workbench.errors import InvalidRequestError
 from workbench.evaluate.bench import run_bench
 from workbench.models import frozen_weights, record_of
+from workbench.state import state_of
 from workbench.tokens import pad_right, target_ids
 
 
@@ -117,7 +121,7 @@ def speed(model, record, layer: int, n_edits: int) -> dict:
                 baseline_steps.append(whole_row_edit(model, layer, request, templates, hparams.value_search(), moment)[1])
                 seconds[name].append(time.perf_counter() - started)
 
-            contexts._PREFIXES.clear()  # the first edit of a process samples them; later ones reuse them
+            state_of(model).prefixes.clear()  # the first edit of a process samples them; later ones reuse them
             _, parts_fingerprint = timed(statistics_fingerprint, model)
             templates, parts_prefixes = timed(contexts.sample_prefixes, model, tuned.prefixes, tuned.seed)
             found, parts_search = timed(optimise_value_deltas, model, families.Hooks.mlp_out(layer), [request],
@@ -163,11 +167,33 @@ def statistics_quality(model, record, layer: int, settings: str) -> dict:
     return {"stats_tokens": tokens, "quality_by_stats_samples": report}
 
 
+def bench_speed(model, record, layer: int, n_cases: int) -> dict:
+    """run_bench's seconds on ``n_cases`` tuning cases with the searches batched and one per case, and
+    the scores of each (the same up to rounding)."""
+    cases = record.benchmark(n_cases, split="tuning")
+    batched = EDITORS["rome"]
+    alone = dataclasses.replace(batched, independent_edits=None)
+    seconds, scores = {"one_search_per_case": [], "searched_together": []}, {}
+    for name in ["one_search_per_case", "searched_together"] * 2:
+        EDITORS["rome"] = alone if name == "one_search_per_case" else batched
+        try:
+            result, elapsed = timed(run_bench, model, cases, "rome", layer=layer, fluency_tokens=0,
+                                    free_generation=False, progress=False)
+        finally:
+            EDITORS["rome"] = batched
+        seconds[name].append(round(elapsed, 1))
+        scores[name] = {k: round(result.after[k], 2) for k in ("efficacy_score", "paraphrase_score",
+                                                               "neighborhood_score", "score")}
+    return {"bench_cases": n_cases, "bench_seconds": seconds, "bench_scores": scores,
+            "bench_ratio": round(mean(seconds["one_search_per_case"]) / mean(seconds["searched_together"]), 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--edits", type=int, default=5)
     parser.add_argument("--stats-samples", default="", help="e.g. 100,1000,all (slow)")
+    parser.add_argument("--bench-cases", type=int, default=0, help="also time run_bench on this many tuning cases")
     args = parser.parse_args()
     model = workbench.load_model(args.model)
     record = record_of(model)
@@ -176,6 +202,8 @@ def main() -> None:
         layer = default_edit_layer(model, record.known_facts(48))
     with using_corpus(record.corpus_texts(), record.corpus):
         report = {"model": args.model, **speed(model, record, layer, args.edits)}
+        if args.bench_cases:
+            report.update(bench_speed(model, record, layer, args.bench_cases))
         if args.stats_samples:
             report.update(statistics_quality(model, record, layer, args.stats_samples))
     print(json.dumps(report, indent=2))

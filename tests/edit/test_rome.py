@@ -172,3 +172,51 @@ def test_target_already_predicted_is_refused(models):
     with pytest.raises(TargetAlreadyPredictedError):
         workbench.edit(model, EditRequest("The capital of {} is", "France", already), layer=0)
     assert _changed(model, before) == set()
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_edits_searched_together_match_edits_searched_alone(models, family):
+    """Independent edits inside searching_together take v* from one batched search; each equals the
+    edit made alone (the requests' searches do not interact: same steps, same update up to rounding)."""
+    model = models[family]
+    requests = [REQUEST, EditRequest("{} is a city in", "Rome", "France", "Italy"),
+                EditRequest("The mother tongue of {} is", "Danielle Darrieux", "English", "French")]
+    projection = families.mlp_out_projection(model, 0)
+
+    def edits() -> list[tuple[torch.Tensor, int]]:
+        found = []
+        for request in requests:
+            with workbench.edit(model, request, layer=0, **FAST) as result:
+                found.append((result.deltas[projection.name].double(), result.info["requests"][0]["v_steps"]))
+        return found
+
+    alone = edits()
+    searches = {"n": 0}
+    original = rome_module.optimise_value_deltas
+
+    def counted(*args, **kwargs):
+        searches["n"] += 1
+        return original(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rome_module, "optimise_value_deltas", counted)
+        with rome_module.searching_together(model, requests):
+            together = edits()
+    assert searches["n"] == 1
+    for (update_alone, steps_alone), (update_together, steps_together) in zip(alone, together):
+        assert steps_together == steps_alone
+        torch.testing.assert_close(update_together, update_alone, rtol=1e-3, atol=1e-5 * update_alone.abs().max().item())
+
+
+def test_an_edit_on_changed_weights_searches_anew(models):
+    """Inside searching_together, the second request of one sequential call sees the first's edit, so
+    its target is searched again, not taken from the batch found on the unedited weights."""
+    model = models["llama"]
+    second = EditRequest("{} is a city in", "Rome", "France", "Italy")
+    projection = families.mlp_out_projection(model, 0)
+    with workbench.edit(model, [REQUEST, second], layer=0, **FAST) as result:
+        sequential = result.deltas[projection.name].double()
+    with rome_module.searching_together(model, [REQUEST, second]):
+        with workbench.edit(model, [REQUEST, second], layer=0, **FAST) as result:
+            inside = result.deltas[projection.name].double()
+    torch.testing.assert_close(inside, sequential, rtol=1e-3, atol=1e-5 * sequential.abs().max().item())

@@ -41,10 +41,14 @@ class Editor:
     traced_layer: bool = True
     """False for editors that choose their own default layers (no tracing recommendation is looked up):
     knowledge-neuron editing searches every layer, UltraEdit edits the last blocks but the final one."""
+    independent_edits: Callable[..., contextlib.AbstractContextManager] | None = None
+    """``(model, requests) -> context manager`` under which edits of those requests, each made alone from
+    the present weights and undone (a bench's cases), share work that does not depend on the others:
+    ROME searches their targets in one batch (:func:`workbench.edit.rome.searching_together`)."""
 
 
 EDITORS: dict[str, Editor] = {
-    "rome": Editor(rome.RomeHyperParams, rome.apply_rome),
+    "rome": Editor(rome.RomeHyperParams, rome.apply_rome, independent_edits=rome.searching_together),
     "memit": Editor(memit.MemitHyperParams, memit.apply_memit),
     "alphaedit": Editor(alphaedit.AlphaEditHyperParams, alphaedit.apply_alphaedit),
     "kn": Editor(kn.KnHyperParams, kn.apply_kn, traced_layer=False),

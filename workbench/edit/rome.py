@@ -17,13 +17,23 @@ stream). To make the model say ``target_new`` about a subject:
 
 The update is computed in float64 and written through an :class:`~workbench.edit.session.EditResult`.
 
+Independent edits of the same weights (a bench's cases, each edited alone and undone) can search
+their v* together: inside :func:`searching_together` the first ROME edit of one of them runs one
+batched search for all (:func:`workbench.edit.targets.optimise_value_deltas`; the requests'
+searches do not interact, so each finds what it finds alone, up to float rounding), and each edit
+of the same weights then takes its own result. An edit made on changed weights (the second request
+of a sequential call) searches anew.
+
 Limits: one fact per update (several requests are applied one after another, which degrades
 after many edits; use MEMIT for batches); quality depends on how well C is estimated; the
 reference's prefixes are 5- and 10-token samples from the model, as here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float
@@ -33,8 +43,8 @@ from workbench.data import EditRequest
 from workbench.edit.contexts import sample_prefixes
 from workbench.edit.layers import edit_layer, refuse_last_layer
 from workbench.edit.session import EditResult
-from workbench.edit.stats import second_moment, solve_or_explain
-from workbench.edit.targets import TargetHyperParams, optimise_value_deltas
+from workbench.edit.stats import second_moment, solve_or_explain, weights_fingerprint
+from workbench.edit.targets import TargetHyperParams, ValueSearch, optimise_value_deltas
 
 
 @dataclass(frozen=True)
@@ -74,11 +84,61 @@ def apply_rome(
     templates = sample_prefixes(model, hparams.prefixes, hparams.seed)
     details = []
     for request in tqdm(requests, desc="ROME", disable=not progress or len(requests) < 2):
-        found = optimise_value_deltas(model, families.Hooks.mlp_value(layer), [request], templates, hparams.value_search(),
-                                      read_hook=families.Hooks.mlp_key(layer))
-        key, delta = found.read[0], found.deltas[0]  # k*: the mean key over the contexts
-        update = rank_one_update(projection.matrix().detach(), key, delta, moment)  # [d_out, d_in]
+        found = _target(model, request, layer, templates, hparams.value_search())
+        update = rank_one_update(projection.matrix().detach(), found.key, found.delta, moment)  # [d_out, d_in]
         result.apply_delta(projection.name, projection.to_stored(update))
-        details.append({"subject": request.subject, "v_steps": found.steps[0], "final_nll": found.final_nll[0],
-                        "delta_norm": delta.norm().item()})
+        details.append({"subject": request.subject, "v_steps": found.steps, "final_nll": found.final_nll,
+                        "delta_norm": found.delta.norm().item()})
     result.info.update({"layer": layer, "requests": details, "prefixes": templates})
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What ROME's search found for one request."""
+
+    key: Float[torch.Tensor, "d_mlp"]
+    """k*: the mean key over the contexts."""
+    delta: Float[torch.Tensor, "d_model"]
+    steps: int
+    final_nll: float
+
+
+def _search(model, requests: Sequence[EditRequest], layer: int, templates: Sequence[str],
+            search: ValueSearch) -> list[_Target]:
+    found = optimise_value_deltas(model, families.Hooks.mlp_value(layer), list(requests), templates, search,
+                                  read_hook=families.Hooks.mlp_key(layer))
+    return [_Target(found.read[i], found.deltas[i], found.steps[i], found.final_nll[i]) for i in range(len(requests))]
+
+
+@dataclass
+class _SearchedTogether:
+    """The requests of :func:`searching_together`, the weights they are edited from, and what was found
+    for them, per (layer, contexts, search settings)."""
+
+    requests: list[EditRequest]
+    fingerprint: str
+    found: dict[tuple, dict[EditRequest, _Target]] = field(default_factory=dict)
+
+
+_TOGETHER: ContextVar[_SearchedTogether | None] = ContextVar("rome_searched_together", default=None)
+
+
+@contextlib.contextmanager
+def searching_together(model, requests: Sequence[EditRequest]) -> Iterator[None]:
+    """Inside, ROME edits of ``requests`` made from ``model``'s present weights take v* from one batched
+    search of all of them, run at the first such edit (per layer and settings); see the module docstring."""
+    token = _TOGETHER.set(_SearchedTogether(list(dict.fromkeys(requests)), weights_fingerprint(model)))
+    try:
+        yield
+    finally:
+        _TOGETHER.reset(token)
+
+
+def _target(model, request: EditRequest, layer: int, templates: Sequence[str], search: ValueSearch) -> _Target:
+    together = _TOGETHER.get()
+    if together is None or request not in together.requests or weights_fingerprint(model) != together.fingerprint:
+        return _search(model, [request], layer, templates, search)[0]
+    setting = (layer, tuple(templates), search)
+    if setting not in together.found:
+        together.found[setting] = dict(zip(together.requests, _search(model, together.requests, layer, templates, search)))
+    return together.found[setting][request]

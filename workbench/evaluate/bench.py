@@ -7,6 +7,7 @@ cases first, which gives the baseline and the Drawdown.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from statistics import mean
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
-from workbench.edit.api import edit, hyperparameters
+from workbench.edit.api import EDITORS, edit, hyperparameters
 from workbench.engines import LocalEngine, RayEngine
 from workbench.evaluate.fluency import fluency
 from workbench.evaluate.metric_table import METRICS
@@ -97,7 +98,9 @@ def run_bench(
     ``target_new`` the unedited model already predicts are edited anyway (``check_targets=False``)
     rather than aborting the run; their efficacy says so. ``free_generation`` adds the exact match
     and token F1 of greedy generations (:mod:`workbench.evaluate.generation`). ``engine`` edits the cases elsewhere,
-    e.g. on Ray workers (:mod:`workbench.engines`); the unedited model is measured here.
+    e.g. on Ray workers (:mod:`workbench.engines`); the unedited model is measured here. In this process,
+    work the cases' edits share is done once (:attr:`workbench.edit.api.Editor.independent_edits`: ROME
+    searches all cases' targets in one batch).
     """
     before_cases = case_metrics(model, records, free_generation)
     before = summarize(before_cases)
@@ -106,8 +109,11 @@ def run_bench(
         before["fluency"] = fluency(model, [p for ps in generation_prompts for p in ps], max_new_tokens=fluency_tokens)
     work = partial(_edited_case, method=method, layer=layer, fluency_tokens=fluency_tokens,
                    free_generation=free_generation, hparams=hparams)
-    outcomes = (engine or LocalEngine()).map(model, work, list(zip(records, generation_prompts)),
-                                             desc=f"bench {method}", progress=progress)
+    in_process = engine is None or isinstance(engine, LocalEngine)
+    together = EDITORS[method].independent_edits if method in EDITORS and in_process else None
+    with together(model, [r.requested_rewrite for r in records]) if together else contextlib.nullcontext():
+        outcomes = (engine or LocalEngine()).map(model, work, list(zip(records, generation_prompts)),
+                                                 desc=f"bench {method}", progress=progress)
     cases = [metrics for metrics, _ in outcomes]
     layers = next((changed for _, changed in outcomes if changed), [])
     return BenchResult(
