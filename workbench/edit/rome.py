@@ -105,7 +105,7 @@ class _Target:
 
 def _search(model, requests: Sequence[EditRequest], layer: int, templates: Sequence[str],
             search: ValueSearch) -> list[_Target]:
-    found = optimise_value_deltas(model, families.Hooks.mlp_value(layer), list(requests), templates, search,
+    found = optimise_value_deltas(model, families.Hooks.mlp_value(layer), requests, templates, search,
                                   read_hook=families.Hooks.mlp_key(layer))
     return [_Target(found.read[i], found.deltas[i], found.steps[i], found.final_nll[i]) for i in range(len(requests))]
 
