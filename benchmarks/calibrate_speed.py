@@ -7,7 +7,7 @@ from the usual cache. As a same-process baseline for the machine's speed, one fo
 first 100 corpus texts is timed before and after, so a reader can tell a slow machine from a slow
 calibration (the ratio calibration / baseline pass is what stays comparable across machines).
 
-    python benchmarks/calibrate_speed.py --model gemma3-270m [--budget 900] [--out figures/calibrate_gemma3.json] [--install]
+    python benchmarks/calibrate_speed.py --model gemma3-270m [--budget SECONDS] [--out figures/calibrate_gemma3.json] [--install]
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="gemma3-270m")
-    parser.add_argument("--budget", type=float, default=900.0)
+    parser.add_argument("--budget", type=float, default=None)
     parser.add_argument("--out", help="write the settings' content and the timings here (JSON)")
     parser.add_argument("--install", action="store_true",
                         help="afterwards, copy the settings and statistics into the usual cache, where load_model finds them")

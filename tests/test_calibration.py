@@ -30,6 +30,9 @@ def test_the_budget_skips_a_grid_point_predicted_to_end_past_it():
     assert "predicted to end at 110 s" in budget.refusal("memit", 2.0, first=False)  # two passes: 50 + 60
     assert budget.refusal("memit", 2.0, first=True) is None  # a grid's first point always runs
     assert budget.refusal("alphaedit", 1.0, first=False) is None  # nothing measured to predict from
+    unlimited = _Budget(seconds=None, started=time.perf_counter() - 1e6)  # the default: every point runs
+    unlimited.last_point["memit"] = 1e6
+    assert unlimited.refusal("memit", 2.0, first=False) is None
 
 
 @pytest.mark.slow

@@ -51,8 +51,9 @@ def _add_calibrate_command(commands) -> None:
     calibrating.add_argument("model", help="a bundled model's name, a Hugging Face directory or a .gguf file")
     calibrating.add_argument("--facts", help="JSONL facts file (subject, relation_id, object) to use instead of the "
                              "bundled real-facts knowledge base")
-    calibrating.add_argument("--budget", type=float, default=900.0,
-                             help="seconds the grids may take in all (default: 900); later points are skipped")
+    calibrating.add_argument("--budget", type=float, default=None,
+                             help="seconds the calibration may take (default: no limit, every grid point runs); "
+                                  "grid points predicted to end later are skipped and recorded as skipped")
     calibrating.add_argument("--out", help="settings folder (default: the workbench cache, where load_model finds it)")
     calibrating.set_defaults(handler=_run_calibrate)
 

@@ -14,7 +14,8 @@ from workbench.edit.contexts import mean_keys, values_at_subject
 from workbench.edit.memit import spread_update
 from workbench.edit.spread import mass_edit_layers
 from workbench.edit.rome import rank_one_update
-from workbench.edit.targets import ValueSearch, optimise_value_deltas
+from workbench.edit import targets
+from workbench.edit.targets import ValueSearch, optimise_value_deltas, remembering_searches
 from workbench.errors import InvalidRequestError, LayerOutOfRangeError
 from workbench.probabilities import score_targets
 
@@ -116,6 +117,32 @@ def test_batched_target_search_equals_one_request_at_a_time(models):
         alone = optimise_value_deltas(model, hook, [request], templates, search)
         torch.testing.assert_close(together.deltas[i], alone.deltas[0], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(together.original[i], alone.original[0])
+
+
+def test_a_remembered_search_returns_what_searching_again_finds_until_the_weights_change(models, monkeypatch):
+    model = models["llama"]
+    hook, search = families.Hooks.resid_post(1), ValueSearch(steps=3)
+    fresh = optimise_value_deltas(model, hook, REQUESTS, ["{}"], search)
+    searches = []
+    real = targets._searched
+    monkeypatch.setattr(targets, "_searched", lambda *args: searches.append(args) or real(*args))
+    with remembering_searches(model):
+        first = optimise_value_deltas(model, hook, REQUESTS, ["{}"], search)
+        first.deltas.zero_()  # a caller's change to a result must not reach the memory
+        again = optimise_value_deltas(model, hook, REQUESTS, ["{}"], search)
+        assert len(searches) == 1
+        torch.testing.assert_close(again.deltas, fresh.deltas, atol=0, rtol=0)
+        assert again.steps == fresh.steps and again.final_nll == fresh.final_nll
+        optimise_value_deltas(model, hook, REQUESTS, ["{}"], replace(search, steps=2))  # other settings: a search
+        assert len(searches) == 2
+        with workbench.edit(model, REQUESTS[0], "rome", layer=1, v_steps=3, mom2_n_samples=200, prefixes=()):
+            edited = optimise_value_deltas(model, hook, REQUESTS, ["{}"], search)  # other weights: a search
+        assert len(searches) == 4  # ROME's own search for its edit, then this one
+        assert not torch.equal(edited.original, fresh.original)
+        optimise_value_deltas(model, hook, REQUESTS, ["{}"], search)  # the restored weights are remembered
+        assert len(searches) == 4
+    optimise_value_deltas(model, hook, REQUESTS, ["{}"], search)  # outside the block, nothing is remembered
+    assert len(searches) == 5
 
 
 def test_the_last_search_step_only_measures_and_converged_requests_stay_frozen(models):

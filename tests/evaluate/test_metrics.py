@@ -10,7 +10,8 @@ from transformers import AutoModelForCausalLM
 import workbench
 from workbench.data import CounterFactRecord, EditRequest
 from workbench.evaluate.fluency import generate, ngram_entropy
-from workbench.evaluate.metrics import case_metrics, summarize, without_edited_neighbours
+from workbench.evaluate import metrics
+from workbench.evaluate.metrics import case_metrics, remembering_unedited_metrics, summarize, without_edited_neighbours
 from workbench.probabilities import score_targets
 
 
@@ -137,3 +138,30 @@ def test_a_case_without_neighbours_left_has_no_neighbourhood_score(model):
     first, second = case_metrics(model, [case, other])
     assert "neighborhood_score" not in first and "neighborhood_score" in second
     assert summarize([first, second])["neighborhood_score"] == second["neighborhood_score"]
+
+
+def test_unedited_metrics_are_measured_once_per_case_and_edited_ones_every_time(model, monkeypatch, editing_corpus):
+    records = [CounterFactRecord(case_id=i, requested_rewrite=EditRequest("The capital of {} is", subject, new, true),
+                                 paraphrase_prompts=(f"{subject} has its capital in",),
+                                 neighborhood_prompts=("The capital of Spain is",), generation_prompts=())
+               for i, (subject, new, true) in enumerate([("France", "Rome", "Paris"), ("Italy", "Paris", "Rome")])]
+    fresh = case_metrics(model, records)
+    measured = []
+    real = metrics._measured
+    monkeypatch.setattr(metrics, "_measured", lambda m, rs, free: measured.append(len(rs)) or real(m, rs, free))
+    def agree(cases: list[dict], expected: list[dict]) -> bool:  # to float rounding: batches may differ
+        return len(cases) == len(expected) and all(case == pytest.approx(e) for case, e in zip(cases, expected))
+
+    with remembering_unedited_metrics(model):
+        assert agree(case_metrics(model, records[:1]), fresh[:1])
+        assert agree(case_metrics(model, records), fresh)
+        case_metrics(model, records)[0]["efficacy_score"] = -1.0  # a caller's change must not reach the memory
+        assert agree(case_metrics(model, records), fresh)
+        assert measured == [1, 1]  # the first case once, then the second alone
+        with workbench.edit(model, records[0].requested_rewrite, "rome", layer=0, v_steps=4, mom2_n_samples=200,
+                            prefixes=()):
+            edited = case_metrics(model, records)
+            assert measured == [1, 1, 2]  # the edited model is measured
+            assert edited[0]["efficacy_magnitude"] != pytest.approx(fresh[0]["efficacy_magnitude"])
+        assert agree(case_metrics(model, records), fresh)
+        assert measured == [1, 1, 2]

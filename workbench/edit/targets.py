@@ -18,11 +18,19 @@ reference implementation; the last step only measures (the delta returned is the
 Each step re-runs only the tokens from the subject's last token on (:mod:`workbench.edit.cut_rows`:
 nothing before it depends on delta) and unembeds only the positions the loss reads; the unedited
 activations (v_i, the KL reference, ROME's key) are read in the first step, where delta is zero.
+
+Inside :func:`remembering_searches`, a search repeated with the same arguments on the same weights
+and tokenizer returns what the first one found (the search is deterministic given them): settings
+that differ only in how the targets are written, such as MEMIT's lambda or AlphaEdit's l2 term on
+the same requests, then search once between them.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -32,6 +40,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from workbench.data import EditRequest
 from workbench.edit.contexts import context_rows
 from workbench.edit.cut_rows import CutRows, cut_rows
+from workbench.edit.stats import weights_fingerprint
 from workbench.errors import InvalidRequestError
 from workbench.models import frozen_weights
 from workbench.precision import check_compute_dtype, computing_in
@@ -120,6 +129,31 @@ class ValueDeltas:
     (float64); ROME's key k* when ``read_hook`` is the MLP key hook of the edited layer."""
 
 
+@dataclass
+class _RememberedSearches:
+    """The model of :func:`remembering_searches`, its tokenizer then, and the searches made, by their arguments
+    and the weights they ran on."""
+
+    model: TransformerBridge
+    tokenizer: object
+    found: dict[tuple, ValueDeltas] = field(default_factory=dict)
+
+
+_REMEMBERED: ContextVar[_RememberedSearches | None] = ContextVar("value_searches_remembered", default=None)
+
+
+@contextlib.contextmanager
+def remembering_searches(model: TransformerBridge) -> Iterator[None]:
+    """Inside, :func:`optimise_value_deltas` on ``model`` with arguments and weights (SHA-256) it has
+    already searched with returns a copy of that result instead of searching again. A tokenizer
+    changed inside (another prompt prefix) turns the memory off."""
+    token = _REMEMBERED.set(_RememberedSearches(model, model.tokenizer))
+    try:
+        yield
+    finally:
+        _REMEMBERED.reset(token)
+
+
 def optimise_value_deltas(
     model: TransformerBridge,
     hook_name: str,
@@ -134,7 +168,24 @@ def optimise_value_deltas(
     """delta_i for every request, added at ``hook_name`` (width ``d_model``) at the subject's last
     token in every context (``templates[0]`` must be the bare ``"{}"``); ``chunk_requests`` requests
     are optimised together in one batch. ``read_hook`` names an activation at or before
-    ``hook_name``'s layer to read on the way (:attr:`ValueDeltas.read`)."""
+    ``hook_name``'s layer to read on the way (:attr:`ValueDeltas.read`). Remembered inside
+    :func:`remembering_searches`."""
+    remembered = _REMEMBERED.get()
+    if remembered is None or remembered.model is not model or remembered.tokenizer is not model.tokenizer:
+        return _searched(model, hook_name, requests, templates, search, chunk_requests, read_hook, progress)
+    key = (weights_fingerprint(model), hook_name, tuple(requests), tuple(templates), search, chunk_requests, read_hook)
+    if key not in remembered.found:
+        remembered.found[key] = _searched(model, hook_name, requests, templates, search, chunk_requests, read_hook,
+                                          progress)
+    found = remembered.found[key]
+    return dataclasses.replace(found, deltas=found.deltas.clone(), original=found.original.clone(),
+                               steps=list(found.steps), final_nll=list(found.final_nll),
+                               read=None if found.read is None else found.read.clone())
+
+
+def _searched(model: TransformerBridge, hook_name: str, requests: Sequence[EditRequest], templates: Sequence[str],
+              search: ValueSearch, chunk_requests: int, read_hook: str | None, progress: bool) -> ValueDeltas:
+    """The search of :func:`optimise_value_deltas`, chunk by chunk."""
     chunks = [requests[i : i + chunk_requests] for i in range(0, len(requests), chunk_requests)]
     with frozen_weights(model):
         parts = [

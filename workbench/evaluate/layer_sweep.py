@@ -21,6 +21,7 @@ from workbench.data import CounterFactRecord
 from workbench.engines import LocalEngine, RayEngine
 from workbench.errors import InvalidRequestError
 from workbench.evaluate.bench import run_bench
+from workbench.evaluate.metrics import remembering_unedited_metrics
 from workbench.results import JsonResult
 
 REPORTED = ("efficacy_score", "paraphrase_score", "neighborhood_score", "score")
@@ -69,10 +70,11 @@ def sweep_edit_layers(
     if not layers:
         raise InvalidRequestError("sweep_edit_layers needs at least one layer")
     scores, seconds, unedited = {}, {}, {}
-    for layer in tqdm(list(layers), desc=f"{method} layer sweep", disable=not progress, unit="layer"):
-        result = run_bench(model, records, method, layer=layer, fluency_tokens=0, progress=False,
-                           engine=engine, **hparams)
-        scores[str(layer)] = {key: result.after[key] for key in REPORTED}
-        seconds[str(layer)] = result.edit_seconds
-        unedited = {key: result.before[key] for key in REPORTED}
+    with remembering_unedited_metrics(model):  # every layer's run measures the same unedited model
+        for layer in tqdm(list(layers), desc=f"{method} layer sweep", disable=not progress, unit="layer"):
+            result = run_bench(model, records, method, layer=layer, fluency_tokens=0, progress=False,
+                               engine=engine, **hparams)
+            scores[str(layer)] = {key: result.after[key] for key in REPORTED}
+            seconds[str(layer)] = result.edit_seconds
+            unedited = {key: result.before[key] for key in REPORTED}
     return LayerSweep(method, list(layers), scores, unedited, len(records), seconds)

@@ -17,16 +17,23 @@ toolkits report it under the same names: ``edit_success`` is the token accuracy 
 edit is the Drawdown. Per-case values are averaged over prompts, then over cases, as in ROME.
 Free-generation exact match and token F1 of the same prompts (:mod:`workbench.evaluate.generation`)
 are added on request: they judge what the model says, where these judge what it scores.
+
+Inside :func:`remembering_unedited_metrics`, a case measured on the weights the block began with is
+measured once: runs that compare many edits with the same unedited model (a layer sweep, a grid of
+settings) then score it once per case.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from statistics import harmonic_mean, mean
 
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
+from workbench.edit.stats import weights_fingerprint
 from workbench.errors import InvalidRequestError
 from workbench.evaluate.generation import generation_metrics
 from workbench.probabilities import score_targets
@@ -67,11 +74,52 @@ def without_edited_neighbours(
     return kept, dropped
 
 
+@dataclass
+class _UneditedMetrics:
+    """The model of :func:`remembering_unedited_metrics`, its tokenizer and weights (SHA-256) then, and each
+    case's metrics on them, by the case (its ``repr``) and ``free_generation``."""
+
+    model: TransformerBridge
+    tokenizer: object
+    fingerprint: str
+    measured: dict[tuple[str, bool], dict[str, float]] = field(default_factory=dict)
+
+
+_UNEDITED: ContextVar[_UneditedMetrics | None] = ContextVar("unedited_metrics_remembered", default=None)
+
+
+@contextlib.contextmanager
+def remembering_unedited_metrics(model: TransformerBridge) -> Iterator[None]:
+    """Inside, :func:`case_metrics` of ``model`` with its present weights and tokenizer measures each case
+    once and returns copies of that measurement after; edited weights are measured as always. Cases
+    measured together may be scored in other batches than alone, so values agree to float rounding."""
+    token = _UNEDITED.set(_UneditedMetrics(model, model.tokenizer, weights_fingerprint(model)))
+    try:
+        yield
+    finally:
+        _UNEDITED.reset(token)
+
+
 def case_metrics(model: TransformerBridge, records: Sequence[CounterFactRecord],
                  free_generation: bool = False) -> list[dict[str, float]]:
     """Per-case scores, magnitudes and token accuracies, from one batched scoring of both objects;
     with ``free_generation``, also each group's exact match and token F1 of greedy generations
-    (:mod:`workbench.evaluate.generation`: ``efficacy_generation_em``, ...)."""
+    (:mod:`workbench.evaluate.generation`: ``efficacy_generation_em``, ...). Remembered inside
+    :func:`remembering_unedited_metrics`."""
+    unedited = _UNEDITED.get()
+    if (unedited is None or unedited.model is not model or unedited.tokenizer is not model.tokenizer
+            or weights_fingerprint(model) != unedited.fingerprint):
+        return _measured(model, records, free_generation)
+    keys = [(repr(record), free_generation) for record in records]
+    missing = {key: record for key, record in zip(keys, records) if key not in unedited.measured}
+    if missing:
+        unedited.measured.update(zip(missing, _measured(model, list(missing.values()), free_generation)))
+    return [dict(unedited.measured[key]) for key in keys]
+
+
+def _measured(model: TransformerBridge, records: Sequence[CounterFactRecord],
+              free_generation: bool) -> list[dict[str, float]]:
+    """The measurement of :func:`case_metrics`."""
     rows = []  # (case index, group, prompt)
     for index, record in enumerate(records):
         if record.requested_rewrite.target_true is None:
