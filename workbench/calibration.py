@@ -24,9 +24,9 @@ a checksummed settings folder bound to the weights (:mod:`workbench.settings`), 
    n doubled until ROME's update direction C^-1 k for the known subjects' keys stops moving
    (mean cosine between successive estimates at least :data:`CONVERGED` at every layer MEMIT
    edits, those ending at the chosen layer).
-5. **Editor hyper-parameters**: small grids on the tuning split, scored by Score: ROME's (:data:`ROME_CASES`
-   cases, each alone) bound on
-   its value change at the chosen layer, then the paper's context prefixes at the better bound;
+5. **Editor hyper-parameters**: small grids on the tuning split, scored by Score: ROME's bound on
+   its value change at the chosen layer, then the paper's context prefixes at the better bound
+   (:data:`ROME_CASES` cases, each edited alone);
    MEMIT's lambda, then one or two passes at the better lambda, over the layers ending there
    (tuning cases in one batch, as MEMIT is used; targets searched without context prefixes,
    :data:`MASS_EDIT_SEARCH`); AlphaEdit's l2 term at MEMIT's search setting.
