@@ -235,8 +235,12 @@ def _changed_elements(model: TransformerBridge, copy: dict[str, torch.Tensor]) -
 
 
 def _restore_parameters(model: TransformerBridge, copy: dict[str, torch.Tensor]) -> None:
+    """Write back the parameters that differ from ``copy``; the others are left untouched, so the weights'
+    fingerprint (:mod:`workbench.fingerprint`) need not hash them again."""
+    now = hf_state_dict(model)
     for name, values in copy.items():
-        set_parameter(model, name, values)
+        if not torch.equal(now[name], values):
+            set_parameter(model, name, values)
 
 
 def _measure(model: TransformerBridge, cases: Sequence[CounterFactRecord], fluency_cases: int, tokens: int,
