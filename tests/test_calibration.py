@@ -7,7 +7,8 @@ import time
 import pytest
 
 import workbench
-from workbench.calibration import _Budget
+from workbench import calibration
+from workbench.calibration import ROME_BOUNDS, _Budget, _tightening_bounds
 from workbench.errors import TooFewKnownFactsError
 from workbench.models import cache_root, record_of
 from workbench.settings import read_settings
@@ -33,6 +34,34 @@ def test_the_budget_skips_a_grid_point_predicted_to_end_past_it():
     unlimited = _Budget(seconds=None, started=time.perf_counter() - 1e6)  # the default: every point runs
     unlimited.last_point["memit"] = 1e6
     assert unlimited.refusal("memit", 2.0, first=False) is None
+
+
+@pytest.mark.parametrize(("scores", "tried"), [
+    ((90.0, 95.0, 96.0, 89.0, 99.0), 4),  # rises twice, then falls: stops there, 0.5 is best
+    ((97.0, 97.0, 99.0, 99.0, 99.0), 2),  # a tie is no better: the paper's bound is kept
+    ((90.0, 91.0, 92.0, 93.0, 94.0), 5),  # rises to the tightest bound
+])
+def test_rome_bounds_are_tightened_while_the_score_rises(monkeypatch, scores, tried):
+    measured = []
+
+    def scored_point(model, cases, method, layer, settings, budget, first):
+        measured.append(settings["clamp_norm_factor"])
+        return {"settings": settings, "score": scores[len(measured) - 1]}
+
+    monkeypatch.setattr(calibration, "_bench_point", scored_point)
+    rows = _tightening_bounds(None, [], 0, {"prefixes": ()}, _Budget(seconds=None, started=time.perf_counter()))
+    assert measured == list(ROME_BOUNDS[:tried])
+    best = max(range(tried), key=lambda i: (scores[i], -i))
+    assert calibration._best(rows)["clamp_norm_factor"] == ROME_BOUNDS[best]
+
+
+def test_a_skipped_rome_bound_ends_the_tightening(monkeypatch):
+    def point(model, cases, method, layer, settings, budget, first):
+        return {"settings": settings, "score": 90.0} if first else {"settings": settings, "skipped": "time budget"}
+
+    monkeypatch.setattr(calibration, "_bench_point", point)
+    rows = _tightening_bounds(None, [], 0, {}, _Budget(seconds=1.0, started=time.perf_counter()))
+    assert len(rows) == 2 and "skipped" in rows[1]
 
 
 @pytest.mark.slow
