@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import torch
@@ -42,8 +41,9 @@ from workbench import families
 from workbench.data import EditRequest
 from workbench.edit.contexts import sample_prefixes
 from workbench.edit.layers import edit_layer, refuse_last_layer
+from workbench.edit.scoped import ScopedMemory
 from workbench.edit.session import EditResult
-from workbench.edit.stats import second_moment, solve_or_explain, weights_fingerprint
+from workbench.edit.stats import second_moment, solve_or_explain
 from workbench.edit.targets import TargetHyperParams, ValueSearch, optimise_value_deltas
 
 
@@ -112,31 +112,27 @@ def _search(model, requests: Sequence[EditRequest], layer: int, templates: Seque
 
 @dataclass
 class _SearchedTogether:
-    """The requests of :func:`searching_together`, the weights they are edited from, and what was found
-    for them, per (layer, contexts, search settings)."""
+    """The requests of :func:`searching_together` and what was found for them on the weights the block
+    began with, per (layer, contexts, search settings)."""
 
     requests: list[EditRequest]
-    fingerprint: str
     found: dict[tuple, dict[EditRequest, _Target]] = field(default_factory=dict)
 
 
-_TOGETHER: ContextVar[_SearchedTogether | None] = ContextVar("rome_searched_together", default=None)
+_TOGETHER: ScopedMemory[_SearchedTogether] = ScopedMemory("rome_searched_together", pinned_weights=True)
 
 
 @contextlib.contextmanager
 def searching_together(model, requests: Sequence[EditRequest]) -> Iterator[None]:
     """Inside, ROME edits of ``requests`` made from ``model``'s present weights take v* from one batched
     search of all of them, run at the first such edit (per layer and settings); see the module docstring."""
-    token = _TOGETHER.set(_SearchedTogether(list(dict.fromkeys(requests)), weights_fingerprint(model)))
-    try:
+    with _TOGETHER.holding(model, _SearchedTogether(list(dict.fromkeys(requests)))):
         yield
-    finally:
-        _TOGETHER.reset(token)
 
 
 def _target(model, request: EditRequest, layer: int, templates: Sequence[str], search: ValueSearch) -> _Target:
-    together = _TOGETHER.get()
-    if together is None or request not in together.requests or weights_fingerprint(model) != together.fingerprint:
+    together = _TOGETHER.of(model)
+    if together is None or request not in together.requests:
         return _search(model, [request], layer, templates, search)[0]
     setting = (layer, tuple(templates), search)
     if setting not in together.found:

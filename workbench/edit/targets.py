@@ -29,8 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterator, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -40,6 +39,7 @@ from transformer_lens.model_bridge import TransformerBridge
 from workbench.data import EditRequest
 from workbench.edit.contexts import context_rows
 from workbench.edit.cut_rows import CutRows, cut_rows
+from workbench.edit.scoped import ScopedMemory
 from workbench.edit.stats import weights_fingerprint
 from workbench.errors import InvalidRequestError
 from workbench.models import frozen_weights
@@ -129,17 +129,8 @@ class ValueDeltas:
     (float64); ROME's key k* when ``read_hook`` is the MLP key hook of the edited layer."""
 
 
-@dataclass
-class _RememberedSearches:
-    """The model of :func:`remembering_searches`, its tokenizer then, and the searches made, by their arguments
-    and the weights they ran on."""
-
-    model: TransformerBridge
-    tokenizer: object
-    found: dict[tuple, ValueDeltas] = field(default_factory=dict)
-
-
-_REMEMBERED: ContextVar[_RememberedSearches | None] = ContextVar("value_searches_remembered", default=None)
+_REMEMBERED: ScopedMemory[dict[tuple, ValueDeltas]] = ScopedMemory("value_searches_remembered", pinned_weights=False)
+"""The searches made, by their arguments and the weights (SHA-256) they ran on."""
 
 
 @contextlib.contextmanager
@@ -147,11 +138,8 @@ def remembering_searches(model: TransformerBridge) -> Iterator[None]:
     """Inside, :func:`optimise_value_deltas` on ``model`` with arguments and weights (SHA-256) it has
     already searched with returns a copy of that result instead of searching again. A tokenizer
     changed inside (another prompt prefix) turns the memory off."""
-    token = _REMEMBERED.set(_RememberedSearches(model, model.tokenizer))
-    try:
+    with _REMEMBERED.holding(model, {}):
         yield
-    finally:
-        _REMEMBERED.reset(token)
 
 
 def optimise_value_deltas(
@@ -170,14 +158,13 @@ def optimise_value_deltas(
     are optimised together in one batch. ``read_hook`` names an activation at or before
     ``hook_name``'s layer to read on the way (:attr:`ValueDeltas.read`). Remembered inside
     :func:`remembering_searches`."""
-    remembered = _REMEMBERED.get()
-    if remembered is None or remembered.model is not model or remembered.tokenizer is not model.tokenizer:
+    remembered = _REMEMBERED.of(model)
+    if remembered is None:
         return _searched(model, hook_name, requests, templates, search, chunk_requests, read_hook, progress)
     key = (weights_fingerprint(model), hook_name, tuple(requests), tuple(templates), search, chunk_requests, read_hook)
-    if key not in remembered.found:
-        remembered.found[key] = _searched(model, hook_name, requests, templates, search, chunk_requests, read_hook,
-                                          progress)
-    found = remembered.found[key]
+    if key not in remembered:
+        remembered[key] = _searched(model, hook_name, requests, templates, search, chunk_requests, read_hook, progress)
+    found = remembered[key]
     return dataclasses.replace(found, deltas=found.deltas.clone(), original=found.original.clone(),
                                steps=list(found.steps), final_nll=list(found.final_nll),
                                read=None if found.read is None else found.read.clone())

@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from statistics import harmonic_mean, mean
 
 from transformer_lens.model_bridge import TransformerBridge
 
 from workbench.data import CounterFactRecord
-from workbench.edit.stats import weights_fingerprint
+from workbench.edit.scoped import ScopedMemory
 from workbench.errors import InvalidRequestError
 from workbench.evaluate.generation import generation_metrics
 from workbench.probabilities import score_targets
@@ -74,18 +73,9 @@ def without_edited_neighbours(
     return kept, dropped
 
 
-@dataclass
-class _UneditedMetrics:
-    """The model of :func:`remembering_unedited_metrics`, its tokenizer and weights (SHA-256) then, and each
-    case's metrics on them, by the case (its ``repr``) and ``free_generation``."""
-
-    model: TransformerBridge
-    tokenizer: object
-    fingerprint: str
-    measured: dict[tuple[str, bool], dict[str, float]] = field(default_factory=dict)
-
-
-_UNEDITED: ContextVar[_UneditedMetrics | None] = ContextVar("unedited_metrics_remembered", default=None)
+_UNEDITED: ScopedMemory[dict[tuple[str, bool], dict[str, float]]] = ScopedMemory(
+    "unedited_metrics_remembered", pinned_weights=True)
+"""Each case's metrics on the weights the block began with, by the case (its ``repr``) and ``free_generation``."""
 
 
 @contextlib.contextmanager
@@ -93,11 +83,8 @@ def remembering_unedited_metrics(model: TransformerBridge) -> Iterator[None]:
     """Inside, :func:`case_metrics` of ``model`` with its present weights and tokenizer measures each case
     once and returns copies of that measurement after; edited weights are measured as always. Cases
     measured together may be scored in other batches than alone, so values agree to float rounding."""
-    token = _UNEDITED.set(_UneditedMetrics(model, model.tokenizer, weights_fingerprint(model)))
-    try:
+    with _UNEDITED.holding(model, {}):
         yield
-    finally:
-        _UNEDITED.reset(token)
 
 
 def case_metrics(model: TransformerBridge, records: Sequence[CounterFactRecord],
@@ -106,15 +93,14 @@ def case_metrics(model: TransformerBridge, records: Sequence[CounterFactRecord],
     with ``free_generation``, also each group's exact match and token F1 of greedy generations
     (:mod:`workbench.evaluate.generation`: ``efficacy_generation_em``, ...). Remembered inside
     :func:`remembering_unedited_metrics`."""
-    unedited = _UNEDITED.get()
-    if (unedited is None or unedited.model is not model or unedited.tokenizer is not model.tokenizer
-            or weights_fingerprint(model) != unedited.fingerprint):
+    measured = _UNEDITED.of(model)
+    if measured is None:
         return _measured(model, records, free_generation)
     keys = [(repr(record), free_generation) for record in records]
-    missing = {key: record for key, record in zip(keys, records) if key not in unedited.measured}
+    missing = {key: record for key, record in zip(keys, records) if key not in measured}
     if missing:
-        unedited.measured.update(zip(missing, _measured(model, list(missing.values()), free_generation)))
-    return [dict(unedited.measured[key]) for key in keys]
+        measured.update(zip(missing, _measured(model, list(missing.values()), free_generation)))
+    return [dict(measured[key]) for key in keys]
 
 
 def _measured(model: TransformerBridge, records: Sequence[CounterFactRecord],
