@@ -14,9 +14,12 @@ from workbench.data import EditRequest
 from workbench.edit.mend import MendNetworks
 from workbench.errors import InvalidRequestError
 from workbench.families import mlp_out_projection, parameter_values
+from workbench.probabilities import score_targets
 from workbench.tokens import locate_subject, target_ids
 
 STEP = 0.5
+ONE_STEP = {"max_steps": 1, "step_scale": 1.0}
+"""The paper's single application of the networks, as trained."""
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +79,7 @@ def test_untrained_networks_take_a_gradient_step_of_rank_one_per_request(model, 
     requests = _requests(model, n_requests)
     name = mlp_out_projection(model, last).name
     expected = -STEP * _weight_gradient(model, requests, name)
-    with workbench.edit(model, requests, "mend", networks=folder, check_targets=False) as result:
+    with workbench.edit(model, requests, "mend", networks=folder, check_targets=False, **ONE_STEP) as result:
         delta = result.deltas[name]
     torch.testing.assert_close(delta, expected, atol=1e-6, rtol=1e-4)
     # one-token targets: only the last prompt position's gradient reaches the last block's MLP
@@ -114,7 +117,7 @@ def test_subject_token_networks_step_along_the_gradient_through_the_subjects_tok
     folder = _identity_networks(model, tmp_path / "subject", [layer], subject_tokens=True)
     request = EditRequest("The capital of {} is", "United Kingdom", _one_token_word(model))
     name = mlp_out_projection(model, layer).name
-    with workbench.edit(model, [request], "mend", networks=folder, check_targets=False) as result:
+    with workbench.edit(model, [request], "mend", networks=folder, check_targets=False, **ONE_STEP) as result:
         delta = result.deltas[name]
     expected = -STEP * _subject_only_gradient(model, request, layer)
     assert expected.norm() > 0
@@ -133,16 +136,47 @@ def test_a_batchs_update_is_the_sum_of_its_requests_updates_alone(model, tmp_pat
     requests = _requests(model, 2)
     deltas = []
     for batch in ([requests[0]], [requests[1]], requests):
-        with workbench.edit(model, batch, "mend", networks=folder, check_targets=False) as result:
+        with workbench.edit(model, batch, "mend", networks=folder, check_targets=False, **ONE_STEP) as result:
             deltas.append(result.deltas[projection.name])
     torch.testing.assert_close(deltas[2], deltas[0] + deltas[1], atol=1e-6, rtol=1e-4)
+
+
+def test_another_step_is_the_update_of_the_edited_model_and_done_requests_take_none(model, tmp_path):
+    """max_steps: a second step equals a second MEND edit made on the first's weights; requests already
+    done (new target NLL under stop_loss) are not stepped again."""
+    layers = [model.cfg.n_layers - 1]
+    projection = mlp_out_projection(model, layers[0])
+    folder = str(_random_networks(layers, projection).save(tmp_path / "steps", model_name="tiny"))
+    requests = _requests(model, 2)
+    with workbench.edit(model, requests, "mend", networks=folder, check_targets=False, **ONE_STEP) as first:
+        with workbench.edit(model, requests, "mend", networks=folder, check_targets=False, **ONE_STEP) as second:
+            twice = first.deltas[projection.name] + second.deltas[projection.name]
+    with workbench.edit(model, requests, "mend", networks=folder, check_targets=False, max_steps=2, step_scale=1.0,
+                        stop_loss=-1.0) as stepped:  # no NLL is below -1: every request takes both steps
+        torch.testing.assert_close(stepped.deltas[projection.name], twice, atol=1e-6, rtol=1e-4)
+        assert stepped.info["requests_per_step"] == [2, 2]
+    with workbench.edit(model, requests, "mend", networks=folder, check_targets=False, max_steps=3, step_scale=1.0,
+                        stop_loss=1e9) as done:  # every request is done after the first step
+        torch.testing.assert_close(done.deltas[projection.name], first.deltas[projection.name], rtol=0, atol=0)
+        assert done.info["requests_per_step"] == [2]
+    with workbench.edit(model, requests, "mend", networks=folder, check_targets=False, **ONE_STEP):
+        log_p = score_targets(model, [r.filled_prompt() for r in requests], [r.target_new for r in requests]).log_prob
+        nll = (-log_p).tolist()  # one-token targets: the mean target NLL after the first step
+        left = max(range(2), key=lambda i: nll[i])
+        with workbench.edit(model, [requests[left]], "mend", networks=folder, check_targets=False, **ONE_STEP) as more:
+            expected = first.deltas[projection.name] + more.deltas[projection.name]
+    assert nll[0] != nll[1]
+    with workbench.edit(model, requests, "mend", networks=folder, check_targets=False, max_steps=2, step_scale=1.0,
+                        stop_loss=sum(nll) / 2) as mixed:  # one request done after the first step, one not
+        assert mixed.info["requests_per_step"] == [2, 1]
+        torch.testing.assert_close(mixed.deltas[projection.name], expected, atol=1e-6, rtol=1e-4)
 
 
 def test_an_edit_of_several_layers_restores_bit_exactly_and_leaves_other_layers_alone(model, tmp_path):
     layers = [model.cfg.n_layers - 2, model.cfg.n_layers - 1]
     folder = _identity_networks(model, tmp_path / "mend2", layers)
     weights = snapshot(model)
-    with workbench.edit(model, _requests(model, 2), "mend", networks=folder, check_targets=False) as result:
+    with workbench.edit(model, _requests(model, 2), "mend", networks=folder, check_targets=False, **ONE_STEP) as result:
         assert changed(model, weights) == {mlp_out_projection(model, l).name for l in layers}
         assert result.layers == layers
     assert changed(model, weights) == set()
@@ -171,7 +205,7 @@ def test_damaged_networks_are_refused(model, tmp_path):
         MendNetworks.load(folder, model)
 
 
-@pytest.mark.parametrize("bad", [{"step_scale": 0.0}, {}, {"networks": "/nonexistent"}, {"layer": 1}])
+@pytest.mark.parametrize("bad", [{"step_scale": 0.0}, {"max_steps": 0}, {}, {"networks": "/nonexistent"}, {"layer": 1}])
 def test_bad_settings_or_no_networks_are_refused_with_the_model_untouched(model, bad):
     weights = snapshot(model)
     with pytest.raises(InvalidRequestError):

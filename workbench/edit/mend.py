@@ -211,37 +211,70 @@ class MendHyperParams:
         networks: a folder written by :meth:`MendNetworks.save`; ``None`` takes the bundled model's
             networks (trained and cached on first use).
         step_scale: multiplies the learned steps (1: as trained).
+        max_steps: applications of the networks (1: the paper's single step). After each, the requests
+            whose new target is not yet more likely than not on the edited model (mean target NLL above
+            ``stop_loss``) get another, from their gradient on the edited model.
+
+    The defaults, a quarter of the trained step up to 16 times, were chosen on smollm2-135m's 60 first tuning
+    cases, each edited alone (ES / PS / NS): one trained step 88.3 / 85.0 / 91.4; full steps up to 2, 3, 5
+    times 96.7 / 91.7 / 89.4, 98.3 / 92.5 / 89.3, 100 / 94.2 / 89.4; half steps up to 8 times 100 / 92.5 /
+    95.6; quarter steps up to 16 times 100 / 90.8 / 98.3; eighth steps up to 32 times 100 / 87.5 / 98.8.
+    Small steps stop each request soon after its target takes over, so fewer neighbours move.
     """
 
     networks: str | None = None
-    step_scale: float = 1.0
+    step_scale: float = 0.25
+    max_steps: int = 16
+    stop_loss: float = 0.69
 
     def __post_init__(self) -> None:
         if not self.step_scale > 0:
             raise InvalidRequestError(f"MEND step_scale must be positive, got {self.step_scale}")
+        if self.max_steps < 1:
+            raise InvalidRequestError(f"MEND max_steps must be at least 1, got {self.max_steps}")
 
 
 def apply_mend(result: EditResult, requests: list[EditRequest], layer, hparams: MendHyperParams,
                progress: bool = False) -> None:
-    """Write ``requests`` with one application of the trained networks (the summed update of all
-    requests per edited layer), reversibly through ``result``."""
+    """Write ``requests`` with the trained networks (per step, the summed update of the requests still
+    pending, per edited layer), reversibly through ``result``."""
     if layer is not None:
         raise InvalidRequestError("MEND edits the layers its networks were trained for; leave layer out")
     model = result.model
     networks = (MendNetworks.load(Path(hparams.networks), model) if hparams.networks is not None
                 else bundled_mend_networks(model))
     first = min(networks.layers)
-    rows = _edit_rows(model, requests, networks.subject_tokens)
-    with frozen_weights(model):
-        hidden = families.residual_entering(model, rows.ids, first)
-        factors = gradient_factors(model, rows, hidden, first, networks.layers)
-        with torch.no_grad():
-            changes = networks.updates(factors)
-    for layer, change in changes.items():
-        projection = families.mlp_out_projection(model, layer)
-        result.apply_delta(projection.name, projection.to_stored(hparams.step_scale * change))
-    result.info.update({"layers": networks.layers, "update_norms": {l: float(c.norm()) for l, c in changes.items()},
-                        "step_scale": hparams.step_scale})
+    pending, stepped = list(requests), []
+    for step in range(hparams.max_steps):
+        rows = _edit_rows(model, pending, networks.subject_tokens)
+        with frozen_weights(model):
+            hidden = families.residual_entering(model, rows.ids, first)
+            if step:  # a request whose new target is already more likely than not is done
+                still = (_row_nll(model, rows, hidden, first) > hparams.stop_loss).tolist()
+                pending = [request for request, going in zip(pending, still) if going]
+                if not pending:
+                    break
+                rows = _edit_rows(model, pending, networks.subject_tokens)
+                hidden = families.residual_entering(model, rows.ids, first)
+            factors = gradient_factors(model, rows, hidden, first, networks.layers)
+            with torch.no_grad():
+                changes = networks.updates(factors)
+        for edited, change in changes.items():
+            projection = families.mlp_out_projection(model, edited)
+            result.apply_delta(projection.name, projection.to_stored(hparams.step_scale * change))
+        stepped.append(len(pending))
+    names = {edited: families.mlp_out_projection(model, edited).name for edited in networks.layers}
+    result.info.update({"layers": networks.layers, "step_scale": hparams.step_scale, "requests_per_step": stepped,
+                        "update_norms": {edited: result.deltas[name].double().norm().item() for edited, name in names.items()}})
+
+
+@torch.no_grad()
+def _row_nll(model: TransformerBridge, rows: _Rows, hidden: torch.Tensor, first: int) -> Float[torch.Tensor, "rows"]:
+    """Each row's mean target NLL on the model as it is."""
+    logits = _run_edited_blocks(model, hidden, first, rows.predict, {})
+    per_token = nn.functional.cross_entropy(logits, rows.tokens, reduction="none") * rows.weights
+    row_of = rows.predict.nonzero()[:, 0]  # row-major, as the logits come back
+    return torch.zeros(rows.ids.shape[0], device=per_token.device).index_add_(0, row_of, per_token)
 
 
 @dataclass(frozen=True)
