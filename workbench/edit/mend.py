@@ -202,7 +202,7 @@ def gradient_factors(model: TransformerBridge, rows: _Rows, hidden: torch.Tensor
     captures: dict = dict.fromkeys(layers)
     with torch.enable_grad():
         logits = _run_edited_blocks(model, hidden, first, rows.predict, {}, captures)
-        loss = (nn.functional.cross_entropy(logits, rows.tokens, reduction="none") * rows.weights).sum()
+        loss = _row_nll(logits, rows).sum()
         outputs = [captures[layer][1] for layer in layers]
         gradients = torch.autograd.grad(loss, outputs)
     return {layer: (captures[layer][0][rows.factored].float(), gradient[rows.factored].float())
@@ -249,17 +249,10 @@ def apply_mend(result: EditResult, requests: list[EditRequest], layer, hparams: 
                 else bundled_mend_networks(model))
     first = min(networks.layers)
     pending, stepped = list(requests), []
-    for step in range(hparams.max_steps):
+    while pending and len(stepped) < hparams.max_steps:
         rows = _edit_rows(model, pending, networks.subject_tokens)
         with frozen_weights(model):
-            hidden = families.residual_entering(model, rows.ids, first)
-            if step:  # a request whose new target is already more likely than not is done
-                still = (_row_nll(model, rows, hidden, first) > hparams.stop_loss).tolist()
-                pending = [request for request, going in zip(pending, still) if going]
-                if not pending:
-                    break
-                rows = _edit_rows(model, pending, networks.subject_tokens)
-                hidden = families.residual_entering(model, rows.ids, first)
+            hidden = families.residual_entering(model, rows.ids, first)  # edits at ``first`` and above leave it as is
             factors = gradient_factors(model, rows, hidden, first, networks.layers)
             with torch.no_grad():
                 changes = networks.updates(factors)
@@ -267,15 +260,17 @@ def apply_mend(result: EditResult, requests: list[EditRequest], layer, hparams: 
             projection = families.mlp_out_projection(model, edited)
             result.apply_delta(projection.name, projection.to_stored(hparams.step_scale * change))
         stepped.append(len(pending))
-    names = {edited: families.mlp_out_projection(model, edited).name for edited in networks.layers}
+        if len(stepped) < hparams.max_steps:  # a request whose new target is now more likely than not is done
+            with torch.no_grad():
+                nll = _row_nll(_run_edited_blocks(model, hidden, first, rows.predict, {}), rows)
+            pending = [request for request, left in zip(pending, nll.tolist()) if left > hparams.stop_loss]
     result.info.update({"layers": networks.layers, "step_scale": hparams.step_scale, "requests_per_step": stepped,
-                        "update_norms": {edited: result.deltas[name].double().norm().item() for edited, name in names.items()}})
+                        "update_norms": {edited: result.deltas[families.mlp_out_projection(model, edited).name]
+                                         .double().norm().item() for edited in networks.layers}})
 
 
-@torch.no_grad()
-def _row_nll(model: TransformerBridge, rows: _Rows, hidden: torch.Tensor, first: int) -> Float[torch.Tensor, "rows"]:
-    """Each row's mean target NLL on the model as it is."""
-    logits = _run_edited_blocks(model, hidden, first, rows.predict, {})
+def _row_nll(logits: Float[torch.Tensor, "predicted vocab"], rows: _Rows) -> Float[torch.Tensor, "rows"]:
+    """Each row's mean target NLL from the logits at its predicting positions."""
     per_token = nn.functional.cross_entropy(logits, rows.tokens, reduction="none") * rows.weights
     row_of = rows.predict.nonzero()[:, 0]  # row-major, as the logits come back
     return torch.zeros(rows.ids.shape[0], device=per_token.device).index_add_(0, row_of, per_token)
