@@ -397,21 +397,35 @@ def residual_entering(model: TransformerBridge, input_ids: Int[torch.Tensor, "ba
                       layer: int) -> Float[torch.Tensor, "batch pos d_model"]:
     """The residual stream entering block ``layer`` (right-padded rows need no mask); the blocks from
     ``layer`` on are not run."""
-    captured: dict[str, torch.Tensor] = {}
+    return residuals_entering(model, input_ids, [layer])[layer]
 
-    def capture(module, args, kwargs):
-        captured["hidden"] = block_input(args, kwargs)
-        raise _Stop
 
-    block = hf_module(model, family_of(model).layer.format(check_layer(model, layer)))
-    handle = block.register_forward_pre_hook(capture, with_kwargs=True)
+@torch.no_grad()
+def residuals_entering(model: TransformerBridge, input_ids: Int[torch.Tensor, "batch pos"],
+                       layers: Sequence[int]) -> dict[int, Float[torch.Tensor, "batch pos d_model"]]:
+    """The residual stream entering each block of ``layers``, from one pass that stops at the last of
+    them (right-padded rows need no mask)."""
+    captured: dict[int, torch.Tensor] = {}
+    last = max(check_layer(model, layer) for layer in layers)
+
+    def capture(layer: int):
+        def read(module, args, kwargs):
+            captured[layer] = block_input(args, kwargs)
+            if layer == last:
+                raise _Stop
+        return read
+
+    family = family_of(model)
+    handles = [hf_module(model, family.layer.format(layer)).register_forward_pre_hook(capture(layer), with_kwargs=True)
+               for layer in set(layers)]
     try:
         model.original_model(input_ids, use_cache=False)
     except _Stop:
         pass
     finally:
-        handle.remove()
-    return captured["hidden"]
+        for handle in handles:
+            handle.remove()
+    return captured
 
 
 @contextmanager

@@ -37,7 +37,7 @@ def _alone(model, row):
 @pytest.mark.parametrize("padding", ["right", "left"])
 def test_a_rule_gets_the_residual_of_each_inputs_real_tokens(model, padding):
     rule, owner = Recorder(), object()
-    install_rule(model, owner, rule, residual_layer=LAYER)
+    install_rule(model, owner, rule, residual_layers=[LAYER])
     try:
         if padding == "right":
             model(pad_right(ROWS, 0), return_type="logits")
@@ -58,7 +58,7 @@ def test_a_pass_fed_a_kv_cache_gives_no_residual_and_removal_drops_the_recorder(
     rule, owner = Recorder(), object()
     block = families.hf_module(model, families.family_of(model).layer.format(LAYER))
     hooks_before = len(block._forward_pre_hooks)
-    install_rule(model, owner, rule, residual_layer=LAYER)
+    install_rule(model, owner, rule, residual_layers=[LAYER])
     assert len(block._forward_pre_hooks) == hooks_before + 1
     try:
         _, cache = model(torch.tensor([ROWS[0]]), return_type="logits_and_cache")

@@ -9,7 +9,7 @@ from weights_snapshot import changed, snapshot
 import workbench
 from workbench.data import EditRequest
 from workbench.edit.intercept import has_rules, install_rule, remove_rule
-from workbench.edit.scope import ScopeClassifier, prefix_features, scope_examples, train_scope_classifier
+from workbench.edit.scope import ScopeClassifier, prefix_features, residual_features, scope_examples, train_scope_classifier
 from workbench.edit.serac import SeracHyperParams, SeracMemory
 from workbench.errors import InvalidRequestError
 from workbench.tokens import pad_left, pad_right
@@ -38,6 +38,11 @@ def _last_logits(model, texts):
                         for t in texts])
 
 
+def _trusting_context(prompted, base, weight=SeracHyperParams().context_weight):
+    """Context-aware decoding's distribution (Shi et al. 2023), as log-probabilities."""
+    return ((1 + weight) * prompted.log_softmax(-1) - weight * base.log_softmax(-1)).log_softmax(-1)
+
+
 @pytest.mark.parametrize("cache_contexts", [True, False])
 def test_in_scope_inputs_get_the_base_model_prompted_with_the_edit(model, tmp_path, cache_contexts):
     weights = snapshot(model)
@@ -46,13 +51,17 @@ def test_in_scope_inputs_get_the_base_model_prompted_with_the_edit(model, tmp_pa
     prompted = _last_logits(model, [context + p for p in PROMPTS])
     everything = _fixed_classifier(model, tmp_path / "all", in_scope=True)
     with workbench.edit(model, EDIT, "serac", classifier=everything, check_targets=False,
-                        cache_contexts=cache_contexts) as result:
+                        cache_contexts=cache_contexts, context_weight=0.0):
         torch.testing.assert_close(_last_logits(model, PROMPTS), prompted, atol=1e-4, rtol=1e-4)
+    with workbench.edit(model, EDIT, "serac", classifier=everything, check_targets=False,
+                        cache_contexts=cache_contexts) as result:
+        prompted = _trusting_context(prompted, base)
+        torch.testing.assert_close(_last_logits(model, PROMPTS).log_softmax(-1), prompted, atol=1e-4, rtol=1e-4)
         # both prompts in one right-padded batch, read at each one's last token
         ids = [model.tokenizer(p)["input_ids"] for p in PROMPTS]
         batch = pad_right(ids, model.tokenizer.pad_token_id or 0)
         logits = model(batch, return_type="logits")[torch.arange(len(ids)), torch.tensor([len(i) - 1 for i in ids])]
-        torch.testing.assert_close(logits, prompted, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(logits.log_softmax(-1), prompted, atol=1e-4, rtol=1e-4)
         assert result.deltas == {} and changed(model, weights) == set()
     nothing = _fixed_classifier(model, tmp_path / "none", in_scope=False)
     with workbench.edit(model, EDIT, "serac", classifier=nothing, check_targets=False):
@@ -68,33 +77,36 @@ def test_a_pass_fed_a_kv_cache_is_answered_from_the_whole_history(model, tmp_pat
     prompt = model.tokenizer(PROMPTS[0])["input_ids"]
     following = torch.tensor([[7]])
     history = context + (prompt[1:] if prompt[0] == model.tokenizer.bos_token_id else prompt) + [7]
-    expected = model(torch.tensor([history]), return_type="logits")[0, -1]
     unedited = model(torch.tensor([prompt + [7]]), return_type="logits")[0, -1]
+    expected = _trusting_context(model(torch.tensor([history]), return_type="logits")[0, -1], unedited)
     everything = _fixed_classifier(model, tmp_path / "all", in_scope=True)
     with workbench.edit(model, EDIT, "serac", classifier=everything, check_targets=False) as result:
         _, cache = model(torch.tensor([prompt]), return_type="logits_and_cache")
         answered = model(following, return_type="logits", past_key_values=cache)[0, -1]
         real = sum(t not in model.tokenizer.all_special_ids for t in prompt)
         assert result.info["routing"]["routed"] == real + 1  # every position after a real token, then the new token
-    torch.testing.assert_close(answered, expected, atol=1e-4, rtol=1e-4)
-    assert not torch.allclose(expected, unedited, atol=1e-3)
+    torch.testing.assert_close(answered.log_softmax(-1), expected, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(expected, unedited.log_softmax(-1), atol=1e-3)
 
 
 @pytest.mark.parametrize("padding", ["right", "left"])
 def test_the_classifier_reads_the_answered_pass_as_a_separate_pass_up_to_its_layer(model, padding):
     """Features taken from the recorded residual equal those of :func:`prefix_features` (the pass the
     classifier would otherwise run), for every input of a padded batch."""
-    classifier = ScopeClassifier(2 * model.cfg.d_model, layer=1)
-    memory = SeracMemory(model, [EDIT], classifier, threshold=0.5, context_repeats=1, cache_contexts=False)
+    classifier = ScopeClassifier(2 * model.cfg.d_model, layer=1, subject_layer=0)
+    memory = SeracMemory(model, [EDIT], classifier, SeracHyperParams(context_repeats=1, cache_contexts=False))
     compared, owner = [], object()
+    special = set(model.tokenizer.all_special_ids)
 
     def spy(rows):
-        assert set(rows.residuals) == {classifier.layer}  # read from the pass, not the fallback
+        assert set(rows.residuals) == {0, 1}  # read from the pass, not the fallback
         inputs = list(range(len(rows.inputs)))
-        compared.append((memory._input_features(rows, inputs), prefix_features(model, rows.inputs, classifier.layer)))
+        recorded = memory._input_residuals(rows, inputs)
+        compared.append(([residual_features(recorded[i][1], rows.inputs[i], special) for i in inputs],
+                         prefix_features(model, rows.inputs, classifier.layer)))
         return {}
 
-    install_rule(model, owner, spy, residual_layer=classifier.layer)
+    install_rule(model, owner, spy, residual_layers=memory.layers)
     encoded = [model.tokenizer(p)["input_ids"] for p in PROMPTS]
     try:
         if padding == "right":

@@ -24,7 +24,7 @@ logits change, so hooks on the model's activations (tracing) still see the base 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -63,7 +63,7 @@ class Interceptor:
     def __init__(self, model: TransformerBridge) -> None:
         self.model = model
         self.rules: dict[int, Rule] = {}  # owner id -> rule, applied in installation order
-        self.residual_layers: dict[int, int] = {}  # owner id -> the block whose input its rule reads
+        self.residual_layers: dict[int, tuple[int, ...]] = {}  # owner id -> the blocks whose input its rule reads
         self._recorders: dict[int, torch.utils.hooks.RemovableHandle] = {}  # block -> its pre-hook
         self._recorded: dict[int, torch.Tensor] = {}  # block -> this pass's residual entering it
         self._histories: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # KV cache -> its ids [n, t]
@@ -81,7 +81,7 @@ class Interceptor:
 
     def record_residuals(self) -> None:
         """Keep a pre-hook on exactly the blocks named in :attr:`residual_layers`."""
-        wanted = set(self.residual_layers.values())
+        wanted = {layer for layers in self.residual_layers.values() for layer in layers}
         for layer in set(self._recorders) - wanted:
             self._recorders.pop(layer).remove()
         for layer in wanted - set(self._recorders):
@@ -147,17 +147,18 @@ def _kept_positions(keep, n: int, new: int) -> list[tuple[int, int]]:
     return [(row, position) for row in range(n) for position in range(new - last, new)]
 
 
-def install_rule(model: TransformerBridge, owner: object, rule: Rule, *, residual_layer: int | None = None) -> Interceptor:
-    """Answer through ``rule`` until :func:`remove_rule` is called with the same ``owner``; with
-    ``residual_layer``, the rows it gets carry the residual stream entering that block."""
-    if residual_layer is not None:
-        families.check_layer(model, residual_layer)  # before anything is installed
+def install_rule(model: TransformerBridge, owner: object, rule: Rule, *,
+                 residual_layers: Sequence[int] = ()) -> Interceptor:
+    """Answer through ``rule`` until :func:`remove_rule` is called with the same ``owner``; the rows
+    it gets carry the residual stream entering each block of ``residual_layers``."""
+    for layer in residual_layers:
+        families.check_layer(model, layer)  # before anything is installed
     state = state_of(model)
     if state.interceptor is None:
         state.interceptor = Interceptor(model)
     interceptor = state.interceptor
-    if residual_layer is not None:
-        interceptor.residual_layers[id(owner)] = residual_layer
+    if residual_layers:
+        interceptor.residual_layers[id(owner)] = tuple(residual_layers)
         interceptor.record_residuals()
     interceptor.rules[id(owner)] = rule
     return interceptor

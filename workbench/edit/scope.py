@@ -33,24 +33,21 @@ from transformer_lens.model_bridge import TransformerBridge
 
 from workbench import families
 from workbench.data import CounterFactRecord
+from workbench.edit.subject_match import SubjectMatch, fit_subject_match, token_residuals
 from workbench.edit.trained import read_component, save_component
 from workbench.errors import InvalidRequestError
-from workbench.tokens import length_batches, pad_right, target_ids
+from workbench.tokens import target_ids
 
 
-@torch.no_grad()
-def prefix_features(
-    model: TransformerBridge, rows: Sequence[Sequence[int]], layer: int, *, batch_size: int = 64,
-) -> list[Float[torch.Tensor, "tokens two_d_model"]]:
+def prefix_features(model: TransformerBridge, rows: Sequence[Sequence[int]],
+                    layer: int) -> list[Float[torch.Tensor, "tokens two_d_model"]]:
     """Per row of token ids: ``[h_last, h_mean]`` of every prefix (one per position), where ``h`` is
     the residual stream entering block ``layer``; blocks from ``layer`` on are not run."""
     special = set(model.tokenizer.all_special_ids)
-    features: list[torch.Tensor] = [torch.empty(0)] * len(rows)
-    for chunk in length_batches([len(row) for row in rows], batch_size):
-        ids = pad_right([list(rows[i]) for i in chunk], model.tokenizer.pad_token_id or 0, model.cfg.device)
-        hidden = families.residual_entering(model, ids, layer)  # [batch, pos, d_model]
-        for offset, index in enumerate(chunk):
-            features[index] = residual_features(hidden[offset, : len(rows[index])], rows[index], special).cpu()
+    features = []
+    for start in range(0, len(rows), 1024):  # residuals of a slice at a time: features are twice their size
+        part = rows[start:start + 1024]
+        features += [residual_features(hidden[layer], row, special) for hidden, row in zip(token_residuals(model, part, [layer]), part)]
     return features
 
 
@@ -66,11 +63,15 @@ def residual_features(
 
 
 class ScopeClassifier(nn.Module):
-    """``scale * cos(f(input), f(edit)) + bias``, with ``f`` a two-layer network shared by both sides."""
+    """``scale * cos(f(input), f(edit)) + bias``, with ``f`` a two-layer network shared by both sides;
+    with a :class:`SubjectMatch` (``subject_layer`` given), the check that an input names the edit's subject."""
 
-    def __init__(self, n_features: int, layer: int, width: int = 128) -> None:
+    def __init__(self, n_features: int, layer: int, width: int = 128, subject_layer: int | None = None,
+                 subject_threshold: float = 0.0) -> None:
         super().__init__()
         self.layer, self.width = layer, width
+        self.subject = (SubjectMatch(n_features // 2, subject_layer, subject_threshold)
+                        if subject_layer is not None else None)
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("std", torch.ones(n_features))
         self.encode = nn.Sequential(nn.Linear(n_features, 2 * width), nn.GELU(), nn.Linear(2 * width, width))
@@ -89,7 +90,8 @@ class ScopeClassifier(nn.Module):
     def save(self, path: str | Path, *, model_name: str) -> Path:
         """``path/scope.safetensors`` and ``path/scope.json`` (dimensions, layer, the model, training)."""
         meta = {**self.info, "n_features": self.mean.numel(), "layer": self.layer, "width": self.width,
-                "model": model_name}
+                "model": model_name, "subject_layer": self.subject.layer if self.subject else None,
+                "subject_threshold": self.subject.threshold if self.subject else None}
         return save_component(self, path, "scope", meta)
 
     @classmethod
@@ -99,7 +101,8 @@ class ScopeClassifier(nn.Module):
         if meta["n_features"] != 2 * model.cfg.d_model or meta["layer"] >= model.cfg.n_layers:
             raise InvalidRequestError(f"the scope classifier under {path} was trained for {meta['model']!r} "
                                       f"({meta['n_features']} features, layer {meta['layer']}); it does not fit this model")
-        classifier = cls(meta["n_features"], meta["layer"], meta["width"])
+        classifier = cls(meta["n_features"], meta["layer"], meta["width"], meta.get("subject_layer"),
+                         meta.get("subject_threshold") or 0.0)
         classifier.load_state_dict(state)
         classifier.info = meta
         return classifier.eval()
@@ -185,5 +188,8 @@ def train_scope_classifier(
         loss.backward()
         optimiser.step()
         losses.append(loss.item())
-    classifier.info = {"records": len(records), "steps": steps, "final_loss": sum(losses[-20:]) / min(20, len(losses))}
+    subject = fit_subject_match(model, records, progress=progress)
+    classifier.subject = subject
+    classifier.info = {"records": len(records), "steps": steps, "final_loss": sum(losses[-20:]) / min(20, len(losses)),
+                       "subject_match": subject.info}
     return classifier.eval()
