@@ -9,23 +9,28 @@ edit in memory at once:
 * **routing**: the share of rewrite and paraphrase prompts the classifier puts on their own edit
   (probability >= 0.5 and the best edit), on another edit, and the share of neighbourhood prompts
   it routes anywhere (they should stay with the base model; neighbours whose subject is itself
-  edited are left out, as the metrics leave them out);
+  edited are left out, as the metrics leave them out), by the bi-encoder alone and with the
+  subject match (:mod:`workbench.edit.subject_match`);
 * **counterfactual, routing perfect**: the share of rewrite and paraphrase prompts on which the
-  counterfactual model (the base model after the edit's sentence, ``context_repeats`` times) gives
-  p(new) > p(true), i.e. ES / PS if every input were routed correctly (first 200 cases).
+  counterfactual model (the base model after the edit's sentence, ``context_repeats`` times, read
+  with and without context-aware decoding) gives p(new) > p(true), i.e. ES / PS if every input were
+  routed correctly (first 200 cases).
 
 Read at each prompt's last token (the metrics also read after the target's first tokens).
 """
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 import workbench
 from report import emit
 from workbench.edit.scope import ScopeClassifier, prefix_features
+from workbench.edit.subject_match import token_residuals
 from workbench.edit.serac import SeracHyperParams, bundled_scope_classifier
 from workbench.evaluate.metrics import without_edited_neighbours
 from workbench.models import record_of
@@ -36,44 +41,64 @@ ORACLE_CASES = 200
 
 
 def routing(model, classifier: ScopeClassifier, cases) -> dict:
-    """Routing shares (percent) of each prompt group with every case's edit in memory."""
+    """Routing shares (percent) of each prompt group with every case's edit in memory: by the
+    bi-encoder alone, and with the subject match the classifier carries (SERAC's default)."""
     tokenizer = model.tokenizer
+    special = set(tokenizer.all_special_ids)
+    subject = classifier.subject
 
-    def embed(prompts):
-        rows = [tokenizer(p)["input_ids"] for p in prompts]
+    def embed(rows):
         return classifier.embed(torch.stack([f[-1] for f in prefix_features(model, rows, classifier.layer)]))
 
-    edits = embed([c.requested_rewrite.filled_prompt() for c in cases])
-    cases, _ = without_edited_neighbours(cases, [c.requested_rewrite.subject for c in cases])
+    requests = [c.requested_rewrite for c in cases]
+    edits = embed([tokenizer(r.filled_prompt())["input_ids"] for r in requests])
+    subject_keys = subject.edit_keys(model, [r.filled_prompt() for r in requests], [r.subject for r in requests])
+    cases, _ = without_edited_neighbours(cases, [r.subject for r in requests])
     shares = {}
     groups = {"rewrite": lambda c: [c.requested_rewrite.filled_prompt()],
               "paraphrase": lambda c: list(c.paraphrase_prompts), "neighborhood": lambda c: list(c.neighborhood_prompts)}
     for group, prompts_of in groups.items():
         owners = torch.tensor([i for i, c in enumerate(cases) for _ in prompts_of(c)])
-        probabilities = classifier.logits(embed([p for c in cases for p in prompts_of(c)]), edits).sigmoid()
-        best, edit = probabilities.max(dim=1)
-        routed = best >= 0.5
-        if group == "neighborhood":
-            shares[group] = {"routed_anywhere": 100 * routed.float().mean().item(), "prompts": len(owners)}
-        else:
-            shares[group] = {"to_own_edit": 100 * (routed & (edit == owners)).float().mean().item(),
-                             "to_another_edit": 100 * (routed & (edit != owners)).float().mean().item()}
+        rows = [tokenizer(p)["input_ids"] for c in cases for p in prompts_of(c)]
+        best, edit = classifier.logits(embed(rows), edits).sigmoid().max(dim=1)
+        in_scope = best >= 0.5
+        named = torch.tensor([bool(subject.running_match(hidden[subject.layer], row, special, subject_keys[e: e + 1])[-1, 0]
+                                   >= subject.threshold)
+                              for row, hidden, e in zip(rows, token_residuals(model, rows, [subject.layer]), edit.tolist())])
+        for name, routed in (("bi-encoder alone", in_scope), ("with subject match", in_scope & named)):
+            if group == "neighborhood":
+                entry = {"routed_anywhere": 100 * routed.float().mean().item(), "prompts": len(owners)}
+            else:
+                entry = {"to_own_edit": 100 * (routed & (edit == owners)).float().mean().item(),
+                         "to_another_edit": 100 * (routed & (edit != owners)).float().mean().item()}
+            shares.setdefault(name, {})[group] = entry
     return shares
 
 
-def counterfactual_success(model, cases, repeats: int) -> dict:
-    """Share of rewrite and paraphrase prompts where the edit's sentence before them makes p(new) > p(true)."""
-    rows = []  # (group, prompt with the edit's sentence before it, new, true)
+def counterfactual_success(model, cases, folder: Path, context_weight: float) -> dict:
+    """Share of rewrite and paraphrase prompts with p(new) > p(true) when SERAC answers every input
+    from the case's own edit (one edit in memory, a classifier that puts everything in scope)."""
+    hits = {"rewrite": [], "paraphrase": []}
     for case in cases:
         request = case.requested_rewrite
-        sentence = f"{request.filled_prompt()} {request.target_new.strip()}.\n" * repeats
-        for group, prompts in (("rewrite", [request.filled_prompt()]), ("paraphrase", case.paraphrase_prompts)):
-            rows += [(group, sentence + p, request.target_new, request.target_true) for p in prompts]
-    prompts = [r[1] for r in rows]
-    new = score_targets(model, prompts, [r[2] for r in rows]).log_prob
-    true = score_targets(model, prompts, [r[3] for r in rows]).log_prob
-    return {group: 100 * torch.tensor([bool(n > t) for r, n, t in zip(rows, new, true) if r[0] == group]).float().mean().item()
-            for group in ("rewrite", "paraphrase")}
+        with workbench.edit(model, request, "serac", classifier=str(folder), subject_match=False,
+                            context_weight=context_weight, check_targets=False):
+            for group, prompts in (("rewrite", [request.filled_prompt()]), ("paraphrase", case.paraphrase_prompts)):
+                prompts = list(prompts)
+                new = score_targets(model, prompts, [request.target_new] * len(prompts)).log_prob
+                true = score_targets(model, prompts, [request.target_true] * len(prompts)).log_prob
+                hits[group] += (new > true).tolist()
+    return {group: 100 * sum(v) / len(v) for group, v in hits.items()}
+
+
+def everything_in_scope(model, folder: Path) -> Path:
+    """A classifier (scale 0, bias +20) that routes every input, saved under ``folder``."""
+    classifier = ScopeClassifier(2 * model.cfg.d_model, layer=model.cfg.n_layers // 2)
+    with torch.no_grad():
+        classifier.scale.zero_()
+        classifier.bias.fill_(20.0)
+    classifier.save(folder, model_name="everything in scope")
+    return folder
 
 
 def main() -> None:
@@ -92,8 +117,11 @@ def main() -> None:
     with torch.no_grad():
         for name, cases in (("20 edits", evaluation[:20]), ("1000 edits", (evaluation + top_up)[:1000])):
             report[name] = {"routing": routing(model, classifier, cases)}
-        report["counterfactual_with_perfect_routing"] = counterfactual_success(
-            model, evaluation[:ORACLE_CASES], SeracHyperParams().context_repeats)
+        with tempfile.TemporaryDirectory() as folder:
+            oracle = everything_in_scope(model, Path(folder))
+            report["counterfactual_with_perfect_routing"] = {
+                f"context_weight {w}": counterfactual_success(model, evaluation[:ORACLE_CASES], oracle, w)
+                for w in (0.0, SeracHyperParams().context_weight)}
     emit(report, args.out)
 
 

@@ -2,10 +2,12 @@
 
 An edit is stored, not written. For every input the model is asked about, a scope classifier
 (:mod:`workbench.edit.scope`) scores it against every edit in memory; if the best edit's
-probability is at least ``threshold``, the answer comes from the *counterfactual model* conditioned
+probability is at least ``threshold`` and the input names that edit's subject
+(:mod:`workbench.edit.subject_match`), the answer comes from the *counterfactual model* conditioned
 on that edit, otherwise from the base model. The counterfactual model here is the base model itself,
 prompted with the edit written out as a sentence before the input ("{prompt} {target}." and a
-newline, ``context_repeats`` times); the paper fine-tunes a separate small model for this role. Answers change only in the
+newline, ``context_repeats`` times), read by context-aware decoding (``context_weight``); the paper
+fine-tunes a separate small model for this role. Answers change only in the
 final logits (:mod:`workbench.edit.intercept`), so the CounterFact metrics and generation read
 SERAC through the same calls as any other editor, and every base weight stays bit-identical.
 
@@ -225,5 +227,6 @@ def apply_serac(result: EditResult, requests: list[EditRequest], layer, hparams:
     memory = SeracMemory(model, requests, classifier, hparams)
     install_rule(model, result, memory.answer, residual_layers=memory.layers)
     result.on_restore(lambda: remove_rule(model, result))
-    result.info.update({"memory_settings": asdict(hparams), "classifier_layer": classifier.layer, "routing": memory.routing,
+    result.info.update({"memory_settings": asdict(hparams), "classifier_layer": classifier.layer,
+                        "subject_layer": memory.subject.layer if memory.subject else None, "routing": memory.routing,
                         "memory_bytes": memory.nbytes()})
