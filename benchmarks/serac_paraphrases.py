@@ -3,8 +3,8 @@
     python benchmarks/serac_paraphrases.py [--model smollm2-135m] [--classifier DIR] [--out FILE]
 
 On held-out cases (the model's evaluation split; for 1,000 edits, topped up with the first city
-requests of :mod:`workbench.zoo.mass_requests`, which no trained part sees), with every case's
-edit in memory at once:
+requests of :mod:`workbench.zoo.mass_requests`, which no trained part sees, one per (subject,
+relation)), with every case's edit in memory at once:
 
 * **routing**: the share of rewrite and paraphrase prompts the classifier puts on their own edit
   (probability >= 0.5 and the best edit), on another edit, and the share of neighbourhood prompts
@@ -91,6 +91,19 @@ def counterfactual_success(model, cases, folder: Path, context_weight: float) ->
     return {group: 100 * sum(v) / len(v) for group, v in hits.items()}
 
 
+def held_out(model, evaluation, n: int) -> list:
+    """``evaluation`` topped up to ``n`` cases with the first city requests about facts it does not hold
+    (a batch rewrites each (subject, relation) once)."""
+    record = record_of(model)
+    cases, seen = list(evaluation), {(c.requested_rewrite.subject, c.requested_rewrite.relation_id) for c in evaluation}
+    for case in mass_requests(model.tokenizer, record.relations(), n):
+        key = (case.requested_rewrite.subject, case.requested_rewrite.relation_id)
+        if len(cases) < n and key not in seen:
+            seen.add(key)
+            cases.append(case)
+    return cases
+
+
 def everything_in_scope(model, folder: Path) -> Path:
     """A classifier (scale 0, bias +20) that routes every input, saved under ``folder``."""
     classifier = ScopeClassifier(2 * model.cfg.d_model, layer=model.cfg.n_layers // 2)
@@ -112,10 +125,9 @@ def main() -> None:
     started = time.perf_counter()
     classifier = ScopeClassifier.load(args.classifier, model) if args.classifier else bundled_scope_classifier(model)
     evaluation = record.benchmark(split="evaluation")
-    top_up = mass_requests(model.tokenizer, record.relations(), max(0, 1000 - len(evaluation)))
     report = {"model": args.model, "classifier": classifier.info, "classifier_seconds": time.perf_counter() - started}
     with torch.no_grad():
-        for name, cases in (("20 edits", evaluation[:20]), ("1000 edits", (evaluation + top_up)[:1000])):
+        for name, cases in (("20 edits", evaluation[:20]), ("1000 edits", held_out(model, evaluation, 1000))):
             report[name] = {"routing": routing(model, classifier, cases)}
         with tempfile.TemporaryDirectory() as folder:
             oracle = everything_in_scope(model, Path(folder))
