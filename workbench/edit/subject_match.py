@@ -43,6 +43,8 @@ class SubjectMatch(nn.Module):
         self.layer, self.threshold = layer, threshold
         self.register_buffer("mean", torch.zeros(d_model))
         self.register_buffer("std", torch.ones(d_model))
+        self.info: dict = {}
+        """How the block and threshold were fit (:func:`fit_subject_match`)."""
 
     def keys(self, hidden: Float[torch.Tensor, "n d_model"]) -> Float[torch.Tensor, "n d_model"]:
         """Standardised, unit-length keys of residual-stream rows entering block :attr:`layer`."""
